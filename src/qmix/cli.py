@@ -1,0 +1,172 @@
+"""The `qmix` command line.
+
+Wrong input gets one clear line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qmix.config import ALGORITHMS, FIELDS, ConfigError, build_config, parse_overrides, preset_names
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="QMIX and its baselines for cooperative multi-agent RL: train, evaluate, reproduce the paper.",
+)
+
+DEFAULT_PRESET = "default"
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"qmix: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def train(
+    overrides: Annotated[list[str] | None, typer.Argument(help="settings as key=value, e.g. lr=0.001")] = None,
+    map: Annotated[str | None, typer.Option("--map", help="map name, e.g. 3m, 8m, 2s3z")] = None,
+    alg: Annotated[str | None, typer.Option("--alg", help=f"one of {', '.join(ALGORITHMS)}")] = None,
+    preset: Annotated[str, typer.Option(help="hyperparameter preset: default, pymarl, tuned, paper")] = DEFAULT_PRESET,
+    seed: Annotated[int | None, typer.Option(help="random seed (the first, with --seeds)")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="train K seeds side by side in one program")] = None,
+    env_steps: Annotated[int | None, typer.Option("--env-steps", help="training budget in env steps")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="run folder (default runs/<time>-<alg>-<map>)")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of settings")] = None,
+    force: Annotated[bool, typer.Option(help="overwrite an existing run folder")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+) -> None:
+    """Train QMIX (or a baseline) on a StarCraft micromanagement map; with no arguments, QMIX on 3m."""
+    config = build_config(
+        preset=preset,
+        overrides=parse_overrides(overrides or []),
+        config_file=config_file,
+        map=map,
+        alg=alg,
+        seed=seed,
+        num_seeds=seeds,
+        env_steps=env_steps,
+    )
+    from qmix.run import train as run_training
+
+    summary = run_training(config, out, force=force, progress=not no_progress)
+    rate = sum(summary.env_steps) / max(summary.wall_seconds, 1e-9)
+    wins = ", ".join(f"{w:.0%}" for w in summary.final_test_win_rate)
+    best = ", ".join(f"{w:.0%}" for w in summary.best_test_win_rate)
+    typer.echo(
+        f"done: {config.alg} on {config.map}, {config.num_seeds} run(s), {summary.env_steps[0]:,} env steps each "
+        f"in {summary.wall_seconds:.0f} s ({rate:,.0f} env steps/s); final test win rate {wins} (best {best}); "
+        f"run folder {summary.run_dir}"
+    )
+
+
+@app.command("two-step")
+def two_step(
+    alg: Annotated[list[str] | None, typer.Option("--alg", help="algorithm(s); default: qmix and vdn")] = None,
+    seed: Annotated[int, typer.Option(help="first seed")] = 0,
+    seeds: Annotated[int, typer.Option("--seeds", help="number of seeds, trained side by side")] = 5,
+    episodes: Annotated[int, typer.Option(help="training episodes (the paper: 5000)")] = 5000,
+) -> None:
+    """The paper's two-step game: learned Q_tot tables beside the paper's, and the greedy return."""
+    algs = alg or ["qmix", "vdn"]
+    for name in algs:
+        if name not in ALGORITHMS:
+            fail(f"unknown algorithm '{name}': choose one of {', '.join(ALGORITHMS)}")
+    if seeds < 1 or episodes < 1:
+        fail("--seeds and --episodes must be at least 1")
+    from qmix.two_step import main as two_step_main
+
+    two_step_main(algs, seed, seeds, episodes)
+
+
+@app.command()
+def heuristic(
+    map: Annotated[str, typer.Option("--map", help="map name")] = "3m",
+    episodes: Annotated[int, typer.Option(help="episodes to play")] = 200,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+) -> None:
+    """The paper's heuristic baseline: attack the closest enemy until it dies; win rate with a 95% CI."""
+    from qmix.envs import list_environments
+
+    if map not in list_environments() or map == "two_step":
+        fail(f"unknown map '{map}': choose one of {', '.join(m for m in list_environments() if m != 'two_step')}")
+    if episodes < 1:
+        fail("--episodes must be at least 1")
+    from qmix.envs.heuristic import evaluate_heuristic
+
+    result = evaluate_heuristic(map, episodes, seed)
+    typer.echo(
+        f"heuristic on {map}: win rate {result['win_rate']:.1%} "
+        f"(95% CI {result['ci_low']:.1%} to {result['ci_high']:.1%}) over {result['episodes']} episodes, "
+        f"mean return {result['mean_return']:.2f}"
+    )
+
+
+@app.command()
+def plot(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run folders, or folders holding run folders")],
+    out: Annotated[Path, typer.Option("--out", help="output path without extension")] = Path("test_win_rate"),
+    heuristic_maps: Annotated[bool, typer.Option("--heuristic/--no-heuristic", help="draw the heuristic's win rate")] = False,
+) -> None:
+    """Test win rate against env steps: mean over runs with 95% CI bands, one panel per map; and a table."""
+    from qmix.results.plots import plot_runs
+    from qmix.results.runs import load_runs
+    from qmix.results.stats import aggregate_table, format_table_markdown
+
+    for path in run_dirs:
+        if not path.exists():
+            fail(f"'{path}' does not exist")
+    try:
+        runs = load_runs(run_dirs)
+    except ValueError as error:
+        fail(str(error))
+    lines = None
+    if heuristic_maps:
+        from qmix.envs.heuristic import evaluate_heuristic
+
+        lines = {m: evaluate_heuristic(m, 200, 0)["win_rate"] for m in sorted({r.map for r in runs})}
+    paths = plot_runs(runs, out, heuristic=lines)
+    typer.echo(format_table_markdown(aggregate_table(runs)))
+    typer.echo("wrote " + ", ".join(str(p) for p in paths))
+
+
+@app.command()
+def config(
+    preset: Annotated[str, typer.Option(help="show this preset's resolved settings")] = DEFAULT_PRESET,
+) -> None:
+    """List every setting with its value under a preset (any of them can be set as key=value)."""
+    from qmix.config import config_to_yaml
+
+    typer.echo(f"# preset '{preset}' (presets: {', '.join(preset_names())}); {len(FIELDS)} settings")
+    typer.echo(config_to_yaml(build_config(preset=preset)))
+
+
+@app.command()
+def maps() -> None:
+    """List the maps (SMAX, the paper's six included) and the two-step game."""
+    from qmix.envs import list_environments
+
+    typer.echo("\n".join(list_environments()))
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        app()
+    except ConfigError as error:
+        typer.echo(f"qmix: error: {error}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("qmix: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Environments behind one small interface (see base.py), found by name."""
+
+from __future__ import annotations
+
+from qmix.envs.base import Environment, TimeStep
+
+__all__ = ["Environment", "TimeStep", "list_environments", "make_env"]
+
+
+def _smax_maps() -> list[str]:
+    from qmix.envs.smax import list_maps
+
+    return list_maps()
+
+
+def list_environments() -> list[str]:
+    return ["two_step", *_smax_maps()]
+
+
+def make_env(name: str, reward: str = "smac", episode_limit: int = 0) -> Environment:
+    """The environment called `name`: "two_step" or a SMAX map ("3m", "2s3z", ...)."""
+    if name == "two_step":
+        from qmix.envs.two_step import TwoStepGame
+
+        return TwoStepGame()
+    from qmix.envs.smax import SmaxEnv
+
+    return SmaxEnv(name, reward=reward, episode_limit=episode_limit or None)

@@ -1,0 +1,276 @@
+"""The paper's StarCraft maps on SMAX, jaxmarl's JAX re-implementation of SMAC (PAPER.md section 6).
+
+`SmaxEnv` wraps jaxmarl's `HeuristicEnemySMAX` (the learning team plays the built-in scripted enemy)
+behind the small interface of base.py: per-agent dicts become `[N, ...]` arrays, the step never
+auto-resets, and terminated / truncated / won are computed here from the unit states.
+
+Every map uses one table of seven unit types: SMAX's six plus a colossus (needed by 1c3s5z), so a
+unit-type one-hot has the same meaning on every map. docs/smax.md derives the colossus numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+from qmix.envs.base import TimeStep
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Swallow what jaxmarl prints on import.
+
+    jaxmarl's optional-backend import resets sys.stdout/sys.stderr to sys.__stdout__/sys.__stderr__
+    before it prints, so a plain redirect_stdout misses the print: point both at a sink, then restore
+    all four streams.
+    """
+    saved = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
+    sink = io.StringIO()
+    sys.stdout = sys.__stdout__ = sink
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved
+
+
+with _quiet_stdout():
+    from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
+
+
+# ---------------------------------------------------------------------------------------------------
+# Unit types
+
+
+@dataclass(frozen=True)
+class UnitType:
+    """One unit type's stats in SMAX units (distance: SC2 map units; time: seconds; see docs/smax.md)."""
+
+    name: str
+    shorthand: str
+    velocity: float  # distance per second
+    attack: float  # damage of one attack (health + shield points)
+    attack_range: float
+    sight_range: float
+    radius: float
+    health: float  # SC2 hit points + shields
+    weapon_cooldown: float  # seconds between attacks
+
+
+# SMAX's six default unit types, unchanged (a test checks them against jaxmarl's defaults), then the
+# colossus, derived from StarCraft II with SMAX's own conventions (docs/smax.md, "The colossus").
+COLOSSUS = UnitType("colossus", "c", velocity=3.15, attack=10.0, attack_range=7.0, sight_range=10.0,
+                    radius=1.0, health=350.0, weapon_cooldown=1.07)
+UNIT_TYPES: tuple[UnitType, ...] = (
+    UnitType("marine", "m", 3.15, 9.0, 5.0, 9.0, 0.375, 45.0, 0.61),
+    UnitType("marauder", "M", 2.25, 10.0, 6.0, 10.0, 0.5625, 125.0, 1.07),
+    UnitType("stalker", "s", 4.13, 13.0, 6.0, 10.0, 0.625, 160.0, 1.87),
+    UnitType("zealot", "Z", 3.15, 8.0, 2.0, 9.0, 0.5, 150.0, 0.86),
+    UnitType("zergling", "z", 4.13, 5.0, 2.0, 8.0, 0.375, 35.0, 0.5),
+    UnitType("hydralisk", "h", 3.15, 12.0, 5.0, 9.0, 0.625, 80.0, 0.59),
+    COLOSSUS,
+)
+UNIT_TYPE_INDEX = {unit.name: i for i, unit in enumerate(UNIT_TYPES)}
+
+
+def _unit_type_kwargs() -> dict:
+    """SMAX constructor arguments that install the UNIT_TYPES table."""
+
+    def column(field: str) -> jax.Array:
+        return jnp.array([getattr(unit, field) for unit in UNIT_TYPES], jnp.float32)
+
+    return dict(
+        unit_type_names=[unit.name for unit in UNIT_TYPES],
+        unit_type_shorthands=[unit.shorthand for unit in UNIT_TYPES],
+        unit_type_velocities=column("velocity"),
+        unit_type_attacks=column("attack"),
+        unit_type_attack_ranges=column("attack_range"),
+        unit_type_sight_ranges=column("sight_range"),
+        unit_type_radiuses=column("radius"),
+        unit_type_health=column("health"),
+        unit_type_weapon_cooldowns=column("weapon_cooldown"),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Maps
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """A map: the unit type of each ally and each enemy (in agent order) and SMAC's episode limit."""
+
+    allies: tuple[str, ...]
+    enemies: tuple[str, ...]
+    episode_limit: int
+
+
+def _team(*groups: tuple[int, str]) -> tuple[str, ...]:
+    """`_team((3, "stalker"), (5, "zealot"))` -> the unit type of each team member, in order."""
+    return tuple(name for count, name in groups for _ in range(count))
+
+
+def _symmetric(episode_limit: int, *groups: tuple[int, str]) -> MapSpec:
+    return MapSpec(_team(*groups), _team(*groups), episode_limit)
+
+
+# Episode limits are SMAC's, except 5m (not a SMAC map: 60, the limit of 3m, is our choice).
+SMAX_MAPS: dict[str, MapSpec] = {
+    # the paper's maps
+    "3m": _symmetric(60, (3, "marine")),
+    "5m": _symmetric(60, (5, "marine")),
+    "8m": _symmetric(120, (8, "marine")),
+    "2s3z": _symmetric(120, (2, "stalker"), (3, "zealot")),
+    "3s5z": _symmetric(150, (3, "stalker"), (5, "zealot")),
+    "1c3s5z": _symmetric(180, (1, "colossus"), (3, "stalker"), (5, "zealot")),
+    # SMAX's own maps (apart from the randomised smacv2_* ones)
+    "25m": _symmetric(150, (25, "marine")),
+    "5m_vs_6m": MapSpec(_team((5, "marine")), _team((6, "marine")), 70),
+    "10m_vs_11m": MapSpec(_team((10, "marine")), _team((11, "marine")), 150),
+    "27m_vs_30m": MapSpec(_team((27, "marine")), _team((30, "marine")), 180),
+    "3s5z_vs_3s6z": MapSpec(_team((3, "stalker"), (5, "zealot")), _team((3, "stalker"), (6, "zealot")), 170),
+    "3s_vs_5z": MapSpec(_team((3, "stalker")), _team((5, "zealot")), 250),
+    "6h_vs_8z": MapSpec(_team((6, "hydralisk")), _team((8, "zealot")), 150),
+}
+PAPER_MAPS = ("3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z")
+REWARD_SETTINGS = ("smac", "smax")
+
+# SMAC's reward constants (its defaults: reward_death_value, reward_win, reward_scale_rate).
+SMAC_KILL_BONUS = 10.0
+SMAC_WIN_BONUS = 200.0
+SMAC_MAX_RETURN = 20.0
+
+
+def list_maps() -> list[str]:
+    """Every map name SmaxEnv accepts, the paper's maps first."""
+    return [*PAPER_MAPS, *(name for name in SMAX_MAPS if name not in PAPER_MAPS)]
+
+
+def get_map(map_name: str) -> MapSpec:
+    if map_name not in SMAX_MAPS:
+        raise ValueError(f"unknown SMAX map {map_name!r}; valid maps: {', '.join(list_maps())}")
+    return SMAX_MAPS[map_name]
+
+
+def _scenario(spec: MapSpec) -> Scenario:
+    unit_types = jnp.array([UNIT_TYPE_INDEX[name] for name in spec.allies + spec.enemies], jnp.uint8)
+    return Scenario(unit_types, len(spec.allies), len(spec.enemies), False, False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The environment
+
+NOOP_ACTION = 4  # SMAX's "stop": the only action a dead unit has
+N_MOVE_ACTIONS = 5  # north, east, south, west, stop; attack actions follow, one per enemy
+# [4, 2] unit vector of movement actions 0..3 (x east, y north), as SMAX decodes them
+MOVE_DIRECTIONS = ((0.0, 1.0), (1.0, 0.0), (0.0, -1.0), (-1.0, 0.0))
+
+
+class SmaxEnv:
+    """A SMAX map as an `Environment` (base.py); the enemy is SMAX's scripted heuristic.
+
+    env_state is jaxmarl's `HeuristicEnemySMAX` state; `env_state.state` holds the units
+    (positions [U, 2], health [U], alive [U], types [U]; allies first, U = n_agents + n_enemies).
+    """
+
+    def __init__(self, map_name: str, reward: str = "smac", episode_limit: int | None = None):
+        spec = get_map(map_name)
+        if reward not in REWARD_SETTINGS:
+            raise ValueError(f"unknown reward setting {reward!r}; valid settings: {', '.join(REWARD_SETTINGS)}")
+        if episode_limit is not None and episode_limit < 1:
+            raise ValueError(f"episode_limit must be a positive number of steps, got {episode_limit}")
+        self.name = map_name
+        self.spec = spec
+        self.reward_setting = reward
+        self.episode_limit = int(episode_limit or spec.episode_limit)
+        self.n_agents = len(spec.allies)
+        self.n_enemies = len(spec.enemies)
+        self.n_actions = N_MOVE_ACTIONS + self.n_enemies
+        # SMAX's own time limit matches ours; its `done` is ignored (we split terminated/truncated)
+        self.smax = HeuristicEnemySMAX(
+            scenario=_scenario(spec),
+            max_steps=self.episode_limit,
+            observation_type="unit_list",
+            **_unit_type_kwargs(),
+        )
+        self.obs_dim = int(self.smax.obs_size)
+        self.state_dim = int(self.smax.state_size)
+        self.enemy_max_health = sum(UNIT_TYPES[UNIT_TYPE_INDEX[name]].health for name in spec.enemies)
+        # SMAC scales its reward so the best possible return is SMAC_MAX_RETURN
+        max_raw_return = self.n_enemies * SMAC_KILL_BONUS + SMAC_WIN_BONUS + self.enemy_max_health
+        self.smac_reward_scale = SMAC_MAX_RETURN / max_raw_return
+
+    # Equal settings give equal environments, so jit caches keyed on the env are shared between instances.
+    def _identity(self) -> tuple:
+        return (type(self), self.name, self.reward_setting, self.episode_limit)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SmaxEnv) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def __repr__(self) -> str:
+        return f"SmaxEnv({self.name!r}, reward={self.reward_setting!r}, episode_limit={self.episode_limit})"
+
+    # -- the interface -------------------------------------------------------------------------------
+
+    def reset(self, key: jax.Array):
+        obs, env_state = self.smax.reset(key)
+        no_reward = jnp.zeros((), jnp.float32)
+        return env_state, self._timestep(obs, env_state, no_reward)
+
+    def step(self, key: jax.Array, env_state, actions: jax.Array):
+        """actions: [N] int32. Never auto-resets: after the last step the observation is the true one."""
+        action_dict = {agent: actions[i] for i, agent in enumerate(self.smax.agents)}
+        obs, next_state, rewards, _, _ = self.smax.step_env(key, env_state, action_dict)
+        if self.reward_setting == "smac":
+            reward = self._smac_reward(env_state.state, next_state.state)
+        else:
+            reward = rewards[self.smax.agents[0]]  # shared by all allies
+        return next_state, self._timestep(obs, next_state, reward)
+
+    def avail_actions(self, env_state) -> jax.Array:
+        """[N, n_actions] bool. Dead units may only "stop"; attacks need a living enemy in range."""
+        masks = self.smax.get_avail_actions(env_state)
+        return jnp.stack([masks[agent] for agent in self.smax.agents]).astype(bool)
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _timestep(self, obs: dict, env_state, reward: jax.Array) -> TimeStep:
+        units = env_state.state
+        allies_alive = units.unit_alive[: self.n_agents]  # [N]
+        enemies_alive = units.unit_alive[self.n_agents :]  # [M]
+        all_allies_dead = ~jnp.any(allies_alive)
+        all_enemies_dead = ~jnp.any(enemies_alive)
+        terminated = all_allies_dead | all_enemies_dead
+        return TimeStep(
+            obs=jnp.stack([obs[agent] for agent in self.smax.agents]).astype(jnp.float32),  # [N, obs_dim]
+            state=obs["world_state"].astype(jnp.float32),  # [state_dim]
+            avail_actions=self.avail_actions(env_state),  # [N, A]
+            reward=jnp.asarray(reward, jnp.float32),
+            terminated=terminated,
+            truncated=(units.step >= self.episode_limit) & ~terminated,
+            won=all_enemies_dead & ~all_allies_dead,
+        )
+
+    def _smac_reward(self, before, after) -> jax.Array:
+        """SMAC's shaped reward: enemy health lost + kill bonus + win bonus, scaled; damage taken ignored."""
+        enemy_health_before = before.unit_health[self.n_agents :]  # [M]
+        enemy_health_after = after.unit_health[self.n_agents :]  # [M]
+        damage = jnp.sum(jnp.maximum(enemy_health_before - enemy_health_after, 0.0))
+        enemies_alive_before = before.unit_alive[self.n_agents :]  # [M]
+        enemies_alive_after = after.unit_alive[self.n_agents :]  # [M]
+        kills = jnp.sum(enemies_alive_before & ~enemies_alive_after)
+        # the bonus goes to the step that wins, once (a step after the end must not pay it again)
+        won_now = (
+            jnp.any(enemies_alive_before)
+            & ~jnp.any(enemies_alive_after)
+            & jnp.any(after.unit_alive[: self.n_agents])
+        )
+        raw = damage + SMAC_KILL_BONUS * kills + SMAC_WIN_BONUS * won_now
+        return raw * self.smac_reward_scale

@@ -1,0 +1,203 @@
+"""The compiled training loop: collect -> store -> learn -> update targets, seeds side by side.
+
+One iteration: every environment plays one whole episode (epsilon-greedy), the episodes go into the
+replay, the learner makes `updates_per_episode` updates per collected episode (fractions carry over),
+and the target network is refreshed. `train_until` repeats iterations inside one `lax.while_loop` until
+a test point or the budget is reached; the host only touches logging, tests and checkpoints between
+those chunks. Every function is written for one run and vmapped over a leading seed axis S.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import flashbax as fbx
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from qmix.config import Config
+from qmix.envs import make_env
+from qmix.learn.learner import EnvSpec, Episodes, Learner, LearnerState
+from qmix.learn.rollout import run_episodes
+
+
+@struct.dataclass
+class RunnerState:
+    """Everything one run needs to continue, as arrays (so it can be vmapped and checkpointed)."""
+
+    learner: LearnerState
+    replay: Any  # flashbax buffer state holding whole episodes
+    key: jax.Array
+    env_steps: jax.Array  # [] int32, environment steps collected
+    episodes: jax.Array  # [] int32, training episodes collected
+    update_credit: jax.Array  # [] float32, learner updates owed but not yet made (fractions carry over)
+    last_target_update_episode: jax.Array  # [] int32
+
+
+@struct.dataclass
+class ChunkTotals:
+    """Sums over one chunk of iterations, turned into means for the log."""
+
+    episodes: jax.Array
+    returns: jax.Array
+    wins: jax.Array
+    lengths: jax.Array
+    updates: jax.Array
+    loss: jax.Array
+    q_taken: jax.Array
+    grad_norm: jax.Array
+
+    @classmethod
+    def zeros(cls) -> ChunkTotals:
+        return cls(*(jnp.zeros((), jnp.float32) for _ in range(8)))
+
+
+class Trainer:
+    """Builds the environment, learner and replay for a config and compiles the loop's pieces."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.env = make_env(config.map, reward=config.reward, episode_limit=config.episode_limit)
+        self.spec = EnvSpec.of(self.env)
+        self.learner = Learner(config, self.spec)
+        self.buffer = fbx.make_item_buffer(
+            max_length=config.buffer_size_episodes,
+            min_length=config.batch_size,
+            sample_batch_size=config.batch_size,
+            add_batches=True,
+        )
+
+    # ----- one run -----
+    def init(self, key: jax.Array) -> RunnerState:
+        learner_key, key = jax.random.split(key)
+        return RunnerState(
+            learner=self.learner.init(learner_key),
+            replay=self.buffer.init(self._example_episode()),
+            key=key,
+            env_steps=jnp.zeros((), jnp.int32),
+            episodes=jnp.zeros((), jnp.int32),
+            update_credit=jnp.zeros((), jnp.float32),
+            last_target_update_episode=jnp.zeros((), jnp.int32),
+        )
+
+    def _example_episode(self) -> Episodes:
+        T, N, A = self.spec.episode_limit, self.spec.n_agents, self.spec.n_actions
+        return Episodes(
+            obs=jnp.zeros((T + 1, N, self.spec.obs_dim), jnp.float32),
+            state=jnp.zeros((T + 1, self.spec.state_dim), jnp.float32),
+            avail=jnp.zeros((T + 1, N, A), bool),
+            actions=jnp.zeros((T, N), jnp.int32),
+            rewards=jnp.zeros((T,), jnp.float32),
+            terminated=jnp.zeros((T,), bool),
+            truncated=jnp.zeros((T,), bool),
+            filled=jnp.zeros((T,), bool),
+        )
+
+    def epsilon(self, env_steps: jax.Array) -> jax.Array:
+        """Linear anneal from epsilon_start to epsilon_finish over epsilon_anneal_env_steps."""
+        c = self.config
+        progress = jnp.minimum(env_steps / max(c.epsilon_anneal_env_steps, 1), 1.0)
+        if c.epsilon_anneal_env_steps == 0:
+            progress = jnp.ones_like(progress)
+        return c.epsilon_start + (c.epsilon_finish - c.epsilon_start) * progress
+
+    def _learn(self, runner: RunnerState, n_updates: jax.Array, totals: ChunkTotals):
+        """Make `n_updates` learner updates on uniformly sampled batches of whole episodes."""
+
+        def one_update(_, carry):
+            learner_state, key, totals = carry
+            key, sample_key = jax.random.split(key)
+            batch = self.buffer.sample(runner.replay, sample_key).experience
+            learner_state, metrics = self.learner.update(learner_state, batch)
+            totals = totals.replace(
+                updates=totals.updates + 1,
+                loss=totals.loss + metrics["loss"],
+                q_taken=totals.q_taken + metrics["q_taken_mean"],
+                grad_norm=totals.grad_norm + metrics["grad_norm"],
+            )
+            return learner_state, key, totals
+
+        key, learn_key = jax.random.split(runner.key)
+        learner_state, _, totals = jax.lax.fori_loop(
+            0, n_updates, one_update, (runner.learner, learn_key, totals)
+        )
+        return runner.replace(learner=learner_state, key=key), totals
+
+    def _update_target(self, runner: RunnerState) -> RunnerState:
+        c = self.config
+        if c.target_update_tau > 0 or c.target_update_interval_episodes <= 0:
+            return runner  # soft updates happen inside every learner update
+        due = runner.episodes - runner.last_target_update_episode >= c.target_update_interval_episodes
+        learner_state = jax.lax.cond(
+            due, self.learner.hard_target_update, lambda s: s, runner.learner
+        )
+        last = jnp.where(due, runner.episodes, runner.last_target_update_episode)
+        return runner.replace(learner=learner_state, last_target_update_episode=last)
+
+    def iteration(self, runner: RunnerState, totals: ChunkTotals) -> tuple[RunnerState, ChunkTotals]:
+        c = self.config
+        key, collect_key = jax.random.split(runner.key)
+        epsilon = self.epsilon(runner.env_steps)
+        episodes, stats = run_episodes(
+            self.learner, self.env, runner.learner.params.agent, collect_key, c.num_envs, epsilon
+        )
+        replay = self.buffer.add(runner.replay, episodes)
+        runner = runner.replace(
+            replay=replay,
+            key=key,
+            env_steps=runner.env_steps + stats.lengths.sum(),
+            episodes=runner.episodes + c.num_envs,
+        )
+        totals = totals.replace(
+            episodes=totals.episodes + c.num_envs,
+            returns=totals.returns + stats.returns.sum(),
+            wins=totals.wins + stats.won.sum(),
+            lengths=totals.lengths + stats.lengths.sum(),
+        )
+        # Updates owed per collected episode; none until the replay holds a full batch (as PyMARL).
+        can_learn = self.buffer.can_sample(replay)
+        credit = runner.update_credit + c.num_envs * c.updates_per_episode
+        n_updates = jnp.where(can_learn, jnp.floor(credit), 0.0).astype(jnp.int32)
+        runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
+        runner, totals = self._learn(runner, n_updates, totals)
+        return self._update_target(runner), totals
+
+    def train_until(
+        self, runner: RunnerState, stop_env_steps: jax.Array, stop_episodes: jax.Array
+    ) -> tuple[RunnerState, ChunkTotals]:
+        """Iterate until env_steps >= stop_env_steps or episodes >= stop_episodes."""
+
+        def not_yet(carry):
+            runner, _ = carry
+            return (runner.env_steps < stop_env_steps) & (runner.episodes < stop_episodes)
+
+        return jax.lax.while_loop(not_yet, lambda carry: self.iteration(*carry), (runner, ChunkTotals.zeros()))
+
+    def evaluate(self, agent_params, key: jax.Array) -> dict[str, jax.Array]:
+        """`test_episodes` greedy, decentralised episodes: win rate, mean return, mean length."""
+        _, stats = run_episodes(self.learner, self.env, agent_params, key, self.config.test_episodes, 0.0)
+        return {
+            "test_win_rate": stats.won.mean(),
+            "test_return": stats.returns.mean(),
+            "test_length": stats.lengths.mean(),
+        }
+
+    # ----- many runs side by side: compiled once, vmapped over the seed axis S -----
+    @cached_property
+    def init_runs(self):
+        return jax.jit(jax.vmap(self.init))
+
+    @cached_property
+    def train_runs_until(self):
+        return jax.jit(jax.vmap(self.train_until), donate_argnums=(0,))
+
+    @cached_property
+    def evaluate_runs(self):
+        return jax.jit(jax.vmap(self.evaluate))
+
+
+def seed_keys(seed: int, num_seeds: int) -> jax.Array:
+    """[S, 2] keys: run k gets the key of seed `seed + k`, so a vmapped run equals the same seed alone."""
+    return jnp.stack([jax.random.PRNGKey(seed + k) for k in range(num_seeds)])

@@ -1,0 +1,57 @@
+"""Metrics of one run: JSON lines (flushed per line, so a killed run keeps what it logged) and TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly scalars: numpy/jax numbers to Python, non-finite floats to None."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLog:
+    """Appends one JSON object per line to metrics.jsonl and mirrors numbers to TensorBoard."""
+
+    def __init__(self, folder: Path, tensorboard: bool = True):
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "metrics.jsonl"
+        self._file = self.path.open("a", encoding="utf-8")
+        self._writer = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(str(folder / "tensorboard"))
+
+    def write(self, record: dict[str, Any]) -> None:
+        record = {key: _plain(value) for key, value in record.items()}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        if self._writer is not None:
+            step = record.get("env_steps", 0)
+            for key, value in record.items():
+                if key != "env_steps" and isinstance(value, int | float) and not isinstance(value, bool):
+                    self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Every complete line of a metrics.jsonl (a line cut short by a kill is skipped)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records

@@ -1,0 +1,215 @@
+"""Find run folders on disk and load their test curves.
+
+A run folder holds `config.yaml` (with `alg`, `map`, `seed`) and `metrics.jsonl` (one JSON object per
+line, every line with `env_steps`; test lines with `test_win_rate` and `test_return`). A multi-seed run
+is a folder with `config.yaml` and one `seed_<k>/metrics.jsonl` per seed; each seed folder is one run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.yaml"
+UNKNOWN = "unknown"
+TEST_KEYS = ("test_win_rate", "test_return")
+
+# Display order: the paper's methods and maps first, anything else after, alphabetically.
+KNOWN_ALGS = ("qmix", "vdn", "iql", "qmix_ns", "qmix_lin", "vdn_s")
+PAPER_MAPS = ("3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z")
+
+_SEED_FOLDER = re.compile(r"^seed_(\d+)$")
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """One training run: where it lives, what it trained, and its test curve sorted by env steps."""
+
+    path: Path
+    alg: str
+    map: str
+    seed: int | None
+    env_steps: np.ndarray
+    test_win_rate: np.ndarray
+    test_return: np.ndarray
+
+    @property
+    def label(self) -> str:
+        seed = "?" if self.seed is None else str(self.seed)
+        return f"{self.alg}/{self.map}/seed {seed}"
+
+    def curve(self, key: str = "test_win_rate") -> tuple[np.ndarray, np.ndarray]:
+        """(env_steps, values) of one test metric, without the points where it was not logged."""
+        if key not in TEST_KEYS:
+            raise ValueError(f"Unknown test metric {key!r}: choose one of {', '.join(TEST_KEYS)}.")
+        values = getattr(self, key)
+        logged = np.isfinite(values)
+        return self.env_steps[logged], values[logged]
+
+
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Load every run under `paths`: run folders, multi-seed folders, or folders of many runs.
+
+    Runs without a single test point yet are skipped. Raises ValueError when a path holds no runs.
+    """
+    runs: list[Run] = []
+    seen: set[Path] = set()
+    for path in map(Path, paths):
+        found = [run for run in _load_runs_under(path) if run.path not in seen]
+        seen.update(run.path for run in found)
+        runs.extend(found)
+    return sorted(runs, key=_run_sort_key)
+
+
+def alg_sort_key(alg: str) -> tuple[int, str]:
+    return (KNOWN_ALGS.index(alg), "") if alg in KNOWN_ALGS else (len(KNOWN_ALGS), alg)
+
+
+def map_sort_key(map_name: str) -> tuple[int, str]:
+    return (PAPER_MAPS.index(map_name), "") if map_name in PAPER_MAPS else (len(PAPER_MAPS), map_name)
+
+
+def group_by_map_alg(runs: Iterable[Run]) -> dict[str, dict[str, list[Run]]]:
+    """{map: {alg: [runs]}}, maps and algs in display order."""
+    groups: dict[str, dict[str, list[Run]]] = {}
+    for run in runs:
+        groups.setdefault(run.map, {}).setdefault(run.alg, []).append(run)
+    return {
+        map_name: {alg: groups[map_name][alg] for alg in sorted(groups[map_name], key=alg_sort_key)}
+        for map_name in sorted(groups, key=map_sort_key)
+    }
+
+
+def _run_sort_key(run: Run) -> tuple:
+    seed = -1 if run.seed is None else run.seed
+    return (map_sort_key(run.map), alg_sort_key(run.alg), seed, str(run.path))
+
+
+def _load_runs_under(path: Path) -> list[Run]:
+    if not path.exists():
+        raise ValueError(
+            f"No runs at {path}: the path does not exist; pass a run folder or a folder of runs."
+        )
+    metrics_files = _find_metrics_files(path)
+    runs = [run for run in map(_load_run, metrics_files) if run is not None]
+    if not runs:
+        if metrics_files:
+            why = f"{len(metrics_files)} {METRICS_FILE} file(s) but no test results in them yet"
+        else:
+            why = f"no {METRICS_FILE} found"
+        raise ValueError(
+            f"No runs in {path}: {why}; pass a run folder written by `qmix train` (or a folder of them)."
+        )
+    return runs
+
+
+def _find_metrics_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path] if path.name == METRICS_FILE else []
+    return sorted(path.rglob(METRICS_FILE))
+
+
+def _load_run(metrics_file: Path) -> Run | None:
+    run_dir = metrics_file.parent.resolve()
+    steps, win_rate, test_return = _read_test_curve(metrics_file)
+    if steps.size == 0:
+        log.warning("Skipping %s: no test results logged yet.", run_dir)
+        return None
+    own_config, parent_config = _read_configs(run_dir)
+    config = {**parent_config, **own_config}
+    return Run(
+        path=run_dir,
+        alg=str(config.get("alg") or UNKNOWN),
+        map=str(config.get("map") or UNKNOWN),
+        seed=_first_int(own_config.get("seed"), _seed_from_folder_name(run_dir), parent_config.get("seed")),
+        env_steps=steps,
+        test_win_rate=win_rate,
+        test_return=test_return,
+    )
+
+
+def _read_configs(run_dir: Path) -> tuple[dict, dict]:
+    """(the run's own config, its multi-seed parent's config or {}): a seed folder inherits alg and map."""
+    own_config = _read_yaml(run_dir / CONFIG_FILE)
+    is_seed_folder = _seed_from_folder_name(run_dir) is not None
+    parent_config = _read_yaml(run_dir.parent / CONFIG_FILE) if is_seed_folder else {}
+    return own_config, parent_config
+
+
+def _seed_from_folder_name(run_dir: Path) -> int | None:
+    match = _SEED_FOLDER.match(run_dir.name)
+    return int(match.group(1)) if match else None
+
+
+def _first_int(*candidates: object) -> int | None:
+    # The seed folder's own config or name beats the parent's seed, which in a multi-seed run is the first one.
+    for candidate in candidates:
+        value = _as_int(candidate)
+        if value is not None:
+            return value
+    return None
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        log.warning("Ignoring unreadable %s: %s", path, error)
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _read_test_curve(metrics_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Test points sorted by env steps; a step logged twice (a resumed run) keeps its last value."""
+    by_step: dict[int, tuple[float, float]] = {}
+    for record in _read_jsonl(metrics_file):
+        step = _as_int(record.get("env_steps"))
+        win_rate = _as_float(record.get("test_win_rate"))
+        if step is None or win_rate is None:
+            continue
+        test_return = _as_float(record.get("test_return"))
+        by_step[step] = (win_rate, np.nan if test_return is None else test_return)
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    values = np.array([by_step[step] for step in steps], dtype=np.float64).reshape(-1, 2)
+    return steps, values[:, 0], values[:, 1]
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    """Parsed lines; a line cut short by a run still writing (or killed) is skipped."""
+    records = []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+    return records
+
+
+def _as_float(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

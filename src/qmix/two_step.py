@@ -1,0 +1,109 @@
+"""The paper's first experiment (PAPER.md section 3): train on the two-step game, read off Q_tot tables."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qmix.config import build_config
+from qmix.envs.two_step import STATE_NAMES
+from qmix.learn.train import Trainer, seed_keys
+
+# The paper's learned Q_tot, [state, agent 1's action, agent 2's action] (PAPER.md section 3).
+PAPER_Q_TOT = {
+    "vdn": np.array([
+        [[6.94, 6.94], [6.35, 6.36]],
+        [[6.99, 7.02], [6.99, 7.02]],
+        [[-1.87, 2.31], [2.33, 6.51]],
+    ]),
+    "qmix": np.array([
+        [[6.93, 6.93], [7.92, 7.92]],
+        [[7.00, 7.00], [7.00, 7.00]],
+        [[0.00, 1.00], [1.00, 8.00]],
+    ]),
+}
+PAPER_GREEDY_RETURN = {"vdn": 7.0, "qmix": 8.0}
+
+
+@dataclass
+class TwoStepResult:
+    alg: str
+    seed: int
+    q_tot: np.ndarray  # [3 states, 2, 2]: rows agent 1's action, columns agent 2's
+    greedy_return: float
+
+
+def q_tot_tables(trainer: Trainer, params) -> np.ndarray:
+    """Q_tot for every state and joint action, from one run's parameters -> [3, A, A].
+
+    For IQL (no mixer) the agents' utilities are summed, as the closest joint reading.
+    """
+    learner, n_actions = trainer.learner, trainer.spec.n_actions
+    cells = jax.nn.one_hot(jnp.arange(3), 3)  # [3, S]
+    obs = jnp.repeat(cells[:, None, :], trainer.spec.n_agents, axis=1)  # [3, N, O]
+    no_action = -jnp.ones((3, trainer.spec.n_agents), jnp.int32)
+    _, q = learner.act_values(params.agent, learner.initial_hidden(3), obs, no_action)  # [3, N, A]
+    a1, a2 = jnp.meshgrid(jnp.arange(n_actions), jnp.arange(n_actions), indexing="ij")
+    joint_q = jnp.stack([q[:, 0, a1], q[:, 1, a2]], axis=-1)  # [3, A, A, N]
+    states = jnp.broadcast_to(cells[:, None, None, :], (3, n_actions, n_actions, 3))
+    q_tot = learner.mixer.apply(params.mixer, joint_q, states)  # [3, A, A, K]
+    return np.asarray(q_tot.sum(axis=-1))
+
+
+def run_two_step(alg: str, seed: int = 0, num_seeds: int = 5, episodes: int = 5000) -> list[TwoStepResult]:
+    """Train `num_seeds` runs side by side (seeds seed .. seed+num_seeds-1) with the paper's setup."""
+    config = build_config(
+        preset="two_step", alg=alg, seed=seed, num_seeds=num_seeds, env_steps=2 * episodes
+    )
+    trainer = Trainer(config)
+    runners = trainer.init_runs(seed_keys(seed, num_seeds))
+    budget = np.full((num_seeds,), config.env_steps, np.int32)
+    runners, _ = trainer.train_runs_until(runners, budget, budget)
+    eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(seed_keys(seed, num_seeds))
+    results = trainer.evaluate_runs(runners.learner.params.agent, eval_keys)
+    out = []
+    for k in range(num_seeds):
+        params = jax.tree.map(lambda x, k=k: x[k], runners.learner.params)
+        out.append(TwoStepResult(alg, seed + k, q_tot_tables(trainer, params), float(results["test_return"][k])))
+    return out
+
+
+def format_matrix(m: np.ndarray) -> str:
+    return "[" + ", ".join("[" + ", ".join(f"{v:.2f}" for v in row) + "]" for row in m) + "]"
+
+
+def render(results_by_alg: dict[str, list[TwoStepResult]], seconds: float | None = None) -> None:
+    """Print the paper's layout: one row per seed, a matrix per state, the paper's values beside."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(Console().width, 130))
+    for alg, results in results_by_alg.items():
+        table = Table(title=f"two-step game, {alg}: learned Q_tot (rows: agent 1's action A/B, columns: agent 2's)")
+        table.add_column("run")
+        for name in STATE_NAMES:
+            table.add_column(name, no_wrap=True)
+        table.add_column("greedy return", justify="right", no_wrap=True)
+        for r in results:
+            table.add_row(f"seed {r.seed}", *(format_matrix(m) for m in r.q_tot), f"{r.greedy_return:g}")
+        if alg in PAPER_Q_TOT:
+            table.add_row(
+                "[italic]paper[/italic]",
+                *(format_matrix(m) for m in PAPER_Q_TOT[alg]),
+                f"{PAPER_GREEDY_RETURN[alg]:g}",
+                style="dim",
+            )
+        console.print(table)
+    if seconds is not None:
+        console.print(f"trained {sum(len(r) for r in results_by_alg.values())} runs in {seconds:.1f} s")
+
+
+def main(algs: list[str], seed: int, num_seeds: int, episodes: int) -> dict[str, list[TwoStepResult]]:
+    start = time.perf_counter()
+    results = {alg: run_two_step(alg, seed, num_seeds, episodes) for alg in algs}
+    render(results, time.perf_counter() - start)
+    return results

@@ -131,7 +131,7 @@ def test_shapes_and_static_facts(map_name):
     assert (env.n_agents, env.n_enemies, env.episode_limit) == (n_allies, n_enemies, episode_limit)
     assert env.n_actions == 5 + n_enemies
     assert env.obs_dim == UNIT_FEATURES * (n_allies - 1 + n_enemies) + OWN_FEATURES
-    assert env.state_dim == (OWN_FEATURES + 2) * (n_allies + n_enemies)
+    assert env.state_dim == OWN_FEATURES * (n_allies + n_enemies)
 
     # shapes by tracing only: no compilation
     key = jax.random.PRNGKey(0)
@@ -150,7 +150,9 @@ def test_shapes_and_static_facts(map_name):
 
 def test_registry_and_errors():
     assert list_maps()[: len(PAPER_MAPS)] == list(PAPER_MAPS)
-    assert {"5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z", "3s_vs_5z", "6h_vs_8z", "25m"} <= set(SMAX_MAPS)
+    assert {"5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z", "3s_vs_5z", "6h_vs_8z", "25m"} <= set(
+        SMAX_MAPS
+    )
     with pytest.raises(ValueError, match="unknown SMAX map '4m'.*3m, 5m, 8m"):
         SmaxEnv("4m")
     with pytest.raises(ValueError, match="reward"):

@@ -66,6 +66,7 @@ class Config:
     td_lambda: float = 0.0  # 0: one-step targets; in (0, 1]: TD(lambda) over the episode
     target_update_interval_episodes: int = 200  # hard copy of the online network, in collected episodes
     target_update_tau: float = 0.0  # > 0: soft (Polyak) update after every learner update instead
+    time_buckets: int = 4  # compiled batch lengths; a batch of short episodes is cut to skip padding (1: off)
 
     # --- collection and replay ---
     num_envs: int = 1  # environments run side by side; each contributes one whole episode per iteration
@@ -222,7 +223,8 @@ def validate(config: Config) -> None:
     _check(c.optimizer in ("rmsprop", "adam"), f"optimizer must be 'rmsprop' or 'adam', got '{c.optimizer}'")
     _check(c.hypernet_layers in (1, 2), f"hypernet_layers must be 1 or 2, got {c.hypernet_layers}")
     for key in ("agent_hidden_dim", "mixing_embed_dim", "hypernet_embed_dim", "num_envs", "batch_size",
-                "buffer_size_episodes", "test_episodes", "num_seeds", "env_steps", "keep_checkpoints"):
+                "buffer_size_episodes", "test_episodes", "num_seeds", "env_steps", "keep_checkpoints",
+                "time_buckets"):
         _check(getattr(c, key) >= 1, f"{key} must be at least 1, got {getattr(c, key)}")
     for key in ("episode_limit", "epsilon_anneal_env_steps", "test_interval_env_steps",
                 "test_interval_episodes", "checkpoint_interval_env_steps", "target_update_interval_episodes"):

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from qmix.envs.base import EnvState
 from qmix.envs.smax import MOVE_DIRECTIONS, N_MOVE_ACTIONS, NOOP_ACTION, SmaxEnv
 
 NO_TARGET = -1
@@ -57,7 +58,9 @@ def _move_toward(offsets: jax.Array) -> jax.Array:
     return jnp.argmax(alignment, axis=1)
 
 
-def heuristic_actions(env: SmaxEnv, env_state, policy_state: HeuristicState):
+def heuristic_actions(
+    env: SmaxEnv, env_state: EnvState, policy_state: HeuristicState
+) -> tuple[jax.Array, HeuristicState]:
     """The heuristic's joint action: ([N] int32 actions, next HeuristicState). Pure JAX."""
     units = env_state.state
     n = env.n_agents
@@ -107,11 +110,15 @@ def _run_episode(env: SmaxEnv, key: jax.Array) -> EpisodeStats:
             length + 1,
             unavailable + jnp.sum(~taken_available),
         )
-        return jax.tree.map(lambda new_leaf, old_leaf: jnp.where(running, new_leaf, old_leaf), new, carry), None
+        return jax.tree.map(
+            lambda new_leaf, old_leaf: jnp.where(running, new_leaf, old_leaf), new, carry
+        ), None
 
     final, _ = jax.lax.scan(advance, init, jax.random.split(steps_key, env.episode_limit))
     _, _, timestep, episode_return, length, unavailable = final
-    return EpisodeStats(returns=episode_return, won=timestep.won, length=length, unavailable_actions=unavailable)
+    return EpisodeStats(
+        returns=episode_return, won=timestep.won, length=length, unavailable_actions=unavailable
+    )
 
 
 @partial(jax.jit, static_argnames=("env", "episodes"))

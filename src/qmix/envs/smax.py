@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from qmix.envs.base import TimeStep
+from qmix.envs.base import EnvState, TimeStep
 
 
 @contextlib.contextmanager
@@ -63,9 +63,19 @@ class UnitType:
 
 # SMAX's six default unit types, unchanged (a test checks them against jaxmarl's defaults), then the
 # colossus, derived from StarCraft II with SMAX's own conventions (docs/smax.md, "The colossus").
-COLOSSUS = UnitType("colossus", "c", velocity=3.15, attack=10.0, attack_range=7.0, sight_range=10.0,
-                    radius=1.0, health=350.0, weapon_cooldown=1.07)
+COLOSSUS = UnitType(
+    "colossus",
+    "c",
+    velocity=3.15,
+    attack=10.0,
+    attack_range=7.0,
+    sight_range=10.0,
+    radius=1.0,
+    health=350.0,
+    weapon_cooldown=1.07,
+)
 UNIT_TYPES: tuple[UnitType, ...] = (
+    # name, shorthand, velocity, attack, attack_range, sight_range, radius, health, weapon_cooldown
     UnitType("marine", "m", 3.15, 9.0, 5.0, 9.0, 0.375, 45.0, 0.61),
     UnitType("marauder", "M", 2.25, 10.0, 6.0, 10.0, 0.5625, 125.0, 1.07),
     UnitType("stalker", "s", 4.13, 13.0, 6.0, 10.0, 0.625, 160.0, 1.87),
@@ -180,7 +190,9 @@ class SmaxEnv:
     def __init__(self, map_name: str, reward: str = "smac", episode_limit: int | None = None):
         spec = get_map(map_name)
         if reward not in REWARD_SETTINGS:
-            raise ValueError(f"unknown reward setting {reward!r}; valid settings: {', '.join(REWARD_SETTINGS)}")
+            raise ValueError(
+                f"unknown reward setting {reward!r}; valid settings: {', '.join(REWARD_SETTINGS)}"
+            )
         if episode_limit is not None and episode_limit < 1:
             raise ValueError(f"episode_limit must be a positive number of steps, got {episode_limit}")
         self.name = map_name
@@ -198,7 +210,11 @@ class SmaxEnv:
             **_unit_type_kwargs(),
         )
         self.obs_dim = int(self.smax.obs_size)
-        self.state_dim = int(self.smax.state_size)
+        # The global state: every unit's own features as SMAX normalises them for observations (health and
+        # cooldown as fractions, position / map size, type one-hot; zeros once dead), allies first.
+        # SMAX's `get_world_state` carries raw positions (up to 32) and cooldowns, which blow up the
+        # hypernetworks' outputs at initialisation.
+        self.state_dim = len(self.smax.own_features) * (self.n_agents + self.n_enemies)
         self.enemy_max_health = sum(UNIT_TYPES[UNIT_TYPE_INDEX[name]].health for name in spec.enemies)
         # SMAC scales its reward so the best possible return is SMAC_MAX_RETURN
         max_raw_return = self.n_enemies * SMAC_KILL_BONUS + SMAC_WIN_BONUS + self.enemy_max_health
@@ -219,12 +235,12 @@ class SmaxEnv:
 
     # -- the interface -------------------------------------------------------------------------------
 
-    def reset(self, key: jax.Array):
+    def reset(self, key: jax.Array) -> tuple[EnvState, TimeStep]:
         obs, env_state = self.smax.reset(key)
         no_reward = jnp.zeros((), jnp.float32)
         return env_state, self._timestep(obs, env_state, no_reward)
 
-    def step(self, key: jax.Array, env_state, actions: jax.Array):
+    def step(self, key: jax.Array, env_state: EnvState, actions: jax.Array) -> tuple[EnvState, TimeStep]:
         """actions: [N] int32. Never auto-resets: after the last step the observation is the true one."""
         action_dict = {agent: actions[i] for i, agent in enumerate(self.smax.agents)}
         obs, next_state, rewards, _, _ = self.smax.step_env(key, env_state, action_dict)
@@ -234,14 +250,14 @@ class SmaxEnv:
             reward = rewards[self.smax.agents[0]]  # shared by all allies
         return next_state, self._timestep(obs, next_state, reward)
 
-    def avail_actions(self, env_state) -> jax.Array:
+    def avail_actions(self, env_state: EnvState) -> jax.Array:
         """[N, n_actions] bool. Dead units may only "stop"; attacks need a living enemy in range."""
         masks = self.smax.get_avail_actions(env_state)
         return jnp.stack([masks[agent] for agent in self.smax.agents]).astype(bool)
 
-    # -- helpers -------------------------------------------------------------------------------------
+    # -- internals -----------------------------------------------------------------------------------
 
-    def _timestep(self, obs: dict, env_state, reward: jax.Array) -> TimeStep:
+    def _timestep(self, obs: dict, env_state: EnvState, reward: jax.Array) -> TimeStep:
         units = env_state.state
         allies_alive = units.unit_alive[: self.n_agents]  # [N]
         enemies_alive = units.unit_alive[self.n_agents :]  # [M]
@@ -250,13 +266,18 @@ class SmaxEnv:
         terminated = all_allies_dead | all_enemies_dead
         return TimeStep(
             obs=jnp.stack([obs[agent] for agent in self.smax.agents]).astype(jnp.float32),  # [N, obs_dim]
-            state=obs["world_state"].astype(jnp.float32),  # [state_dim]
+            state=self._global_state(units),  # [state_dim]
             avail_actions=self.avail_actions(env_state),  # [N, A]
             reward=jnp.asarray(reward, jnp.float32),
             terminated=terminated,
             truncated=(units.step >= self.episode_limit) & ~terminated,
             won=all_enemies_dead & ~all_allies_dead,
         )
+
+    def _global_state(self, units) -> jax.Array:
+        n_units = self.n_agents + self.n_enemies
+        features = jax.vmap(self.smax._get_own_features, in_axes=(None, 0))(units, jnp.arange(n_units))
+        return features.reshape(-1).astype(jnp.float32)  # [n_units * own features]
 
     def _smac_reward(self, before, after) -> jax.Array:
         """SMAC's shaped reward: enemy health lost + kill bonus + win bonus, scaled; damage taken ignored."""

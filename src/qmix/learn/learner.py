@@ -65,6 +65,26 @@ class EnvSpec:
         return cls(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit)
 
 
+def time_buckets(episode_limit: int, count: int) -> list[int]:
+    """The lengths a batch may be cut to: `count` evenly spaced steps up to the episode limit."""
+    count = max(1, min(count, episode_limit))
+    return sorted({-(-episode_limit * (i + 1) // count) for i in range(count)})
+
+
+def truncate_episodes(batch: Episodes, steps: int) -> Episodes:
+    """Keep the first `steps` steps (and `steps + 1` slots) of every episode in the batch."""
+    return Episodes(
+        obs=batch.obs[:, : steps + 1],
+        state=batch.state[:, : steps + 1],
+        avail=batch.avail[:, : steps + 1],
+        actions=batch.actions[:, :steps],
+        rewards=batch.rewards[:, :steps],
+        terminated=batch.terminated[:, :steps],
+        truncated=batch.truncated[:, :steps],
+        filled=batch.filled[:, :steps],
+    )
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
     if config.optimizer == "rmsprop":
         # PyTorch's RMSprop (PyMARL): eps added outside the square root.
@@ -156,7 +176,28 @@ class Learner:
         aux = {"q_taken_mean": (q_tot * mask).sum() / denom, "target_mean": (y * mask).sum() / denom}
         return loss, aux
 
-    def update(self, state: LearnerState, batch: Episodes) -> tuple[LearnerState, dict[str, jax.Array]]:
+    def update(
+        self, state: LearnerState, batch: Episodes, axis_name: str | None = None
+    ) -> tuple[LearnerState, dict[str, jax.Array]]:
+        """One gradient step on a batch of whole episodes.
+
+        Episodes are padded to the episode limit but are often much shorter, and the unroll costs the
+        same per step whether the step is real or padding. So the batch is cut to the shortest of a few
+        fixed lengths (`time_buckets`) that still holds its longest episode: a handful of compiled
+        variants, one chosen at run time, the same result. Under a vmap over seeds (`axis_name`), the
+        seeds agree on one length so the choice stays a real branch rather than all of them.
+        """
+        buckets = time_buckets(self.spec.episode_limit, self.config.time_buckets)
+        if len(buckets) == 1:
+            return self._update(state, batch)
+        longest = batch.filled.sum(axis=1).max()
+        if axis_name is not None:
+            longest = jax.lax.pmax(longest, axis_name)
+        index = jnp.searchsorted(jnp.asarray(buckets), longest)
+        branches = [lambda s, b, steps=steps: self._update(s, truncate_episodes(b, steps)) for steps in buckets]
+        return jax.lax.switch(index, branches, state, batch)
+
+    def _update(self, state: LearnerState, batch: Episodes) -> tuple[LearnerState, dict[str, jax.Array]]:
         (loss, aux), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, state.target_params, batch)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

@@ -23,6 +23,9 @@ from qmix.learn.learner import EnvSpec, Episodes, Learner, LearnerState
 from qmix.learn.rollout import run_episodes
 
 
+SEED_AXIS = "seeds"  # the vmapped axis of independent runs
+
+
 @struct.dataclass
 class RunnerState:
     """Everything one run needs to continue, as arrays (so it can be vmapped and checkpointed)."""
@@ -110,7 +113,7 @@ class Trainer:
             learner_state, key, totals = carry
             key, sample_key = jax.random.split(key)
             batch = self.buffer.sample(runner.replay, sample_key).experience
-            learner_state, metrics = self.learner.update(learner_state, batch)
+            learner_state, metrics = self.learner.update(learner_state, batch, axis_name=SEED_AXIS)
             totals = totals.replace(
                 updates=totals.updates + 1,
                 loss=totals.loss + metrics["loss"],
@@ -185,17 +188,18 @@ class Trainer:
         }
 
     # ----- many runs side by side: compiled once, vmapped over the seed axis S -----
+    # Always vmapped, even for one seed: one code path, and the learner's collectives need the axis.
     @cached_property
     def init_runs(self):
-        return jax.jit(jax.vmap(self.init))
+        return jax.jit(jax.vmap(self.init, axis_name=SEED_AXIS))
 
     @cached_property
     def train_runs_until(self):
-        return jax.jit(jax.vmap(self.train_until), donate_argnums=(0,))
+        return jax.jit(jax.vmap(self.train_until, axis_name=SEED_AXIS), donate_argnums=(0,))
 
     @cached_property
     def evaluate_runs(self):
-        return jax.jit(jax.vmap(self.evaluate))
+        return jax.jit(jax.vmap(self.evaluate, axis_name=SEED_AXIS))
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:

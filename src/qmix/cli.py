@@ -159,13 +159,29 @@ def maps() -> None:
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
-        app()
+        code = app(standalone_mode=False)
+        sys.exit(code or 0)
     except ConfigError as error:
         typer.echo(f"qmix: error: {error}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (typer.Abort, KeyboardInterrupt):
         typer.echo("qmix: interrupted", err=True)
         sys.exit(130)
+    except Exception as error:
+        if not _is_usage_error(error):
+            raise
+        context = getattr(error, "ctx", None)
+        if type(error).__name__ == "NoArgsIsHelpError" and context is not None:
+            typer.echo(context.get_help())
+            sys.exit(0)
+        command = f" (qmix {context.info_name})" if context is not None and context.info_name != "qmix" else ""
+        typer.echo(f"qmix: error: {error.format_message()}{command}; see --help", err=True)
+        sys.exit(2)
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """The command-line parser's own errors (bad option, missing argument, bad value): exit code 2."""
+    return hasattr(error, "format_message") and getattr(error, "exit_code", None) == 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,84 @@
+"""Wrong input gets one clear line and exit code 2, never a traceback."""
+
+import sys
+
+import pytest
+
+from qmix import cli
+
+
+def run_cli(argv, capsys):
+    old = sys.argv
+    sys.argv = ["qmix", *argv]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main()
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out + captured.err
+
+
+@pytest.fixture
+def bad_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("lr: [0.1\n")
+    return str(path)
+
+
+@pytest.fixture
+def occupied_run(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"env_steps": 0}\n')
+    return str(run)
+
+
+BAD_INPUTS = [
+    # (argv, words the message must contain)
+    (["train", "lrr=0.1"], ["unknown setting 'lrr'", "did you mean 'lr'"]),
+    (["train", "lr=-1"], ["lr must be positive", "-1"]),
+    (["train", "epsilon_start=1.5"], ["epsilon_start", "[0, 1]"]),
+    (["train", "epsilon_finish=-0.1"], ["epsilon_finish", "[0, 1]"]),
+    (["train", "batch_size=64", "buffer_size_episodes=32"], ["batch_size", "larger than the replay"]),
+    (["train", "--map", "3mm"], ["unknown map '3mm'", "did you mean '3m'", "2s3z"]),
+    (["train", "--alg", "qmixx"], ["unknown algorithm 'qmixx'", "vdn"]),
+    (["train", "batch_size=abc"], ["batch_size", "whole number"]),
+    (["train", "batch_size=3.5"], ["batch_size", "whole number"]),
+    (["train", "double_q=maybe"], ["double_q", "true or false"]),
+    (["train", "lr"], ["not key=value"]),
+    (["train", "gamma=1.5"], ["gamma", "[0, 1]"]),
+    (["train", "td_lambda=2"], ["td_lambda", "[0, 1]"]),
+    (["train", "num_envs=0"], ["num_envs must be at least 1"]),
+    (["train", "hypernet_layers=3"], ["hypernet_layers must be 1 or 2"]),
+    (["train", "reward=dense"], ["reward must be 'smac' or 'smax'"]),
+    (["train", "--preset", "fast"], ["unknown preset 'fast'", "pymarl"]),
+    (["train", "--config", "/nonexistent/settings.yaml"], ["config file", "does not exist"]),
+    (["train", "--config", "BAD_YAML"], ["not valid YAML"]),
+    (["train", "--out", "OCCUPIED", "--env-steps", "10"], ["already holds a run", "--force"]),
+    (["train", "--seeds", "many"], ["--seeds", "integer"]),
+    (["train", "test_interval_env_steps=0", "test_interval_episodes=0"], ["test_interval"]),
+    (["heuristic", "--map", "9z"], ["unknown map '9z'"]),
+    (["two-step", "--alg", "coma"], ["unknown algorithm 'coma'"]),
+    (["plot", "/nonexistent/runs"], ["does not exist"]),
+]
+
+
+@pytest.mark.parametrize("argv, words", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gets_one_clear_line_and_exit_code_2(argv, words, capsys, bad_yaml, occupied_run):
+    argv = [bad_yaml if a == "BAD_YAML" else occupied_run if a == "OCCUPIED" else a for a in argv]
+    code, output = run_cli(argv, capsys)
+    assert code == 2, output
+    assert "Traceback" not in output
+    for word in words:
+        assert word in output, f"{word!r} not in {output!r}"
+
+
+def test_at_least_fifteen_kinds_of_bad_input():
+    assert len(BAD_INPUTS) >= 15
+
+
+def test_config_lists_every_setting(capsys):
+    code, output = run_cli(["config", "--preset", "pymarl"], capsys)
+    assert code in (0, None)
+    assert "target_update_interval_episodes: 200" in output and "lr: 0.0005" in output

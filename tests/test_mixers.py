@@ -34,7 +34,7 @@ def test_monotonic_in_every_agent_utility(name, layers):
         mixer, params = init_mixer(name, n_agents, pkey, layers)
         qs = 5.0 * jax.random.normal(qkey, (64, n_agents))
         states = 3.0 * jax.random.normal(skey, (64, STATE_DIM))
-        grads = jax.vmap(jax.grad(lambda q, s: mixer.apply(params, q, s)[0]))(qs, states)
+        grads = jax.vmap(jax.grad(lambda q, s, p=params, m=mixer: m.apply(p, q, s)[0]))(qs, states)
         assert grads.shape == (64, n_agents)
         assert bool((grads >= 0).all()), f"{name}: negative dQ_tot/dQ_a {float(grads.min())}"
 

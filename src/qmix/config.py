@@ -6,6 +6,7 @@ resolved config a run writes is one readable YAML mapping. Intervals and schedul
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import types
@@ -126,15 +127,11 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     if isinstance(kind, types.UnionType):  # e.g. `int | None`
         kind = next(t for t in typing.get_args(kind) if t is not type(None))
     if isinstance(value, str) and kind is not str:
-        try:
-            value = yaml.safe_load(value)  # "1e-3" -> 0.001, "true" -> True, "10_000" -> 10000
-        except yaml.YAMLError:
-            pass
+        with contextlib.suppress(yaml.YAMLError):
+            value = yaml.safe_load(value)  # "0.001" -> 0.001, "true" -> True, "10_000" -> 10000
         if isinstance(value, str) and kind in (int, float):
-            try:
+            with contextlib.suppress(ValueError):  # YAML 1.1 reads "1e-3" as text; Python reads it as a number
                 value = float(value.replace("_", "")) if kind is float else int(value.replace("_", ""))
-            except ValueError:
-                pass
     if kind is bool:
         if isinstance(value, bool):
             return value

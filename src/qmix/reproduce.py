@@ -1,0 +1,153 @@
+"""`qmix reproduce`: the paper's experiments in one command, with a report beside the paper's numbers.
+
+Three parts (PAPER.md sections 3, 4): the two-step game (Table 1); the micromanagement comparison of IQL,
+VDN and QMIX; the ablations (QMIX, QMIX-NS, QMIX-Lin, VDN-S). Each (map, algorithm) pair is one run folder
+with all its seeds trained side by side; a pair whose folder is complete is reused, not rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qmix.config import ConfigError, build_config
+from qmix.run import seed_folders, train, write_atomic
+
+PAPER_MAPS = ["3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z"]
+MAIN_ALGS = ["iql", "vdn", "qmix"]
+ABLATION_ALGS = ["qmix", "qmix_ns", "qmix_lin", "vdn_s"]
+HETEROGENEOUS = {"2s3z", "3s5z", "1c3s5z"}
+
+
+@dataclass(frozen=True)
+class Scale:
+    description: str
+    seeds: int
+    env_steps: int
+    maps: list[str]
+    ablation_maps: list[str]
+    preset: str
+    two_step_episodes: int
+    two_step_seeds: int
+    heuristic_episodes: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+SCALES = {
+    "smoke": Scale(
+        description="end-to-end check in minutes: tiny networks and budgets, results meaningless",
+        seeds=2, env_steps=400, maps=["3m"], ablation_maps=["3m"], preset="default",
+        two_step_episodes=200, two_step_seeds=2, heuristic_episodes=16,
+        overrides=dict(num_envs=2, batch_size=4, buffer_size_episodes=16, test_episodes=4,
+                       test_interval_env_steps=200, agent_hidden_dim=16, mixing_embed_dim=8,
+                       hypernet_embed_dim=16, time_buckets=1),
+    ),
+    "small": Scale(
+        description="a few hours on 2 CPU cores: 3 seeds, 200k env steps per run, tuned settings",
+        seeds=3, env_steps=200_000, maps=["3m", "8m", "2s3z"], ablation_maps=["2s3z"], preset="default",
+        two_step_episodes=5000, two_step_seeds=5, heuristic_episodes=500,
+        overrides=dict(test_interval_env_steps=10_000, test_episodes=32),
+    ),
+    "paper": Scale(
+        description="the paper's protocol: 20 runs per method, 2.05M env steps, tests of 20 episodes every "
+        "100 training episodes; for bigger machines",
+        seeds=20, env_steps=2_050_000, maps=PAPER_MAPS, ablation_maps=["2s3z", "3s5z"], preset="paper",
+        two_step_episodes=5000, two_step_seeds=20, heuristic_episodes=1000,
+    ),
+}
+
+
+def plan(scale: Scale, maps: list[str] | None = None) -> list[tuple[str, str]]:
+    """The (map, algorithm) runs of both comparisons, each once."""
+    main_maps = maps or scale.maps
+    ablation_maps = [m for m in scale.ablation_maps if m in main_maps] if maps else scale.ablation_maps
+    pairs = [(m, a) for m in main_maps for a in MAIN_ALGS]
+    pairs += [(m, a) for m in ablation_maps for a in ABLATION_ALGS if (m, a) not in pairs]
+    return pairs
+
+
+def run_is_complete(run_dir: Path, num_seeds: int, seed: int = 0) -> bool:
+    """Finished runs end by writing their final parameters (one file per seed)."""
+    if not (run_dir / "config.yaml").exists():
+        return False
+    import yaml
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    if config.get("num_seeds") != num_seeds:
+        return False
+    folders = [run_dir] if num_seeds == 1 else [run_dir / f"seed_{seed + k}" for k in range(num_seeds)]
+    return all((f / "params.msgpack").exists() for f in folders)
+
+
+def run_pair(scale: Scale, map_name: str, alg: str, out: Path, progress: bool) -> Path:
+    run_dir = out / "runs" / f"{map_name}-{alg}"
+    if run_is_complete(run_dir, scale.seeds):
+        print(f"reusing {run_dir}")
+        return run_dir
+    config = build_config(
+        preset=scale.preset,
+        overrides=scale.overrides,
+        map=map_name, alg=alg, num_seeds=scale.seeds, env_steps=scale.env_steps,
+    )
+    print(f"training {alg} on {map_name}: {scale.seeds} seeds x {scale.env_steps:,} env steps -> {run_dir}")
+    summary = train(config, run_dir, force=True, progress=progress)
+    print(f"  done in {summary.wall_seconds:.0f} s; final test win rates "
+          + ", ".join(f"{w:.0%}" for w in summary.final_test_win_rate))
+    assert seed_folders(run_dir, config)
+    return run_dir
+
+
+def two_step_results(scale: Scale, out: Path) -> dict:
+    path = out / "two_step.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from qmix.two_step import run_two_step
+
+    results = {}
+    for alg in ("qmix", "vdn"):
+        runs = run_two_step(alg, seed=0, num_seeds=scale.two_step_seeds, episodes=scale.two_step_episodes)
+        results[alg] = [{"seed": r.seed, "q_tot": r.q_tot.tolist(), "greedy_return": r.greedy_return} for r in runs]
+    write_atomic(path, json.dumps(results, indent=1))
+    return results
+
+
+def heuristic_results(scale: Scale, maps: list[str], out: Path) -> dict[str, dict]:
+    path = out / "heuristic.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    from qmix.envs.heuristic import evaluate_heuristic
+
+    for name in maps:
+        if name not in results or results[name]["episodes"] != scale.heuristic_episodes:
+            results[name] = {k: float(v) for k, v in evaluate_heuristic(name, scale.heuristic_episodes, 0).items()}
+            write_atomic(path, json.dumps(results, indent=1))
+    return results
+
+
+def reproduce(scale_name: str, out: Path, maps: list[str] | None = None, progress: bool = True) -> Path:
+    if scale_name not in SCALES:
+        raise ConfigError(f"unknown scale '{scale_name}': choose one of {', '.join(SCALES)}")
+    scale = SCALES[scale_name]
+    for name in maps or []:
+        build_config(preset=scale.preset, map=name)  # validates the map name with a clear error
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    two_step = two_step_results(scale, out)
+    pairs = plan(scale, maps)
+    for map_name, alg in pairs:
+        run_pair(scale, map_name, alg, out, progress)
+    all_maps = sorted({m for m, _ in pairs}, key=lambda m: (m not in PAPER_MAPS, m))
+    heuristic = heuristic_results(scale, all_maps, out)
+    from qmix.results.report import write_report
+
+    report = write_report(out, scale_name, scale, pairs, two_step, heuristic)
+    print(f"reproduction ({scale_name}) finished in {time.perf_counter() - start:.0f} s: {report}")
+    return report
+
+
+def mean_q_tables(two_step: dict, alg: str) -> np.ndarray:
+    return np.mean([np.asarray(r["q_tot"]) for r in two_step[alg]], axis=0)

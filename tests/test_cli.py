@@ -1,5 +1,7 @@
 """Wrong input gets one clear line and exit code 2, never a traceback."""
 
+import json
+import shutil
 import sys
 
 import pytest
@@ -34,6 +36,29 @@ def occupied_run(tmp_path):
     return str(run)
 
 
+@pytest.fixture
+def runs_to_resume(tmp_path):
+    """Folders `--resume` must refuse: not a run, a run without checkpoints, a run whose checkpoints are broken."""
+    from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
+    from qmix.config import build_config, config_to_yaml
+
+    not_a_run = tmp_path / "not_a_run"
+    not_a_run.mkdir()
+    no_checkpoint = tmp_path / "no_checkpoint"
+    no_checkpoint.mkdir()
+    (no_checkpoint / "config.yaml").write_text(config_to_yaml(build_config(preset="default", env_steps=600)))
+    broken = tmp_path / "broken"
+    shutil.copytree(no_checkpoint, broken)
+    unfinished = broken / CHECKPOINT_FOLDER / "200" / "runner"  # killed before its marker was written
+    unfinished.mkdir(parents=True)
+    (unfinished / "d").write_bytes(b"\0" * 64)
+    truncated = broken / CHECKPOINT_FOLDER / "400"
+    shutil.copytree(unfinished.parent, truncated)
+    files = {"runner/d": {"bytes": 128, "sha256": "0" * 64}}
+    (truncated / MARKER).write_text(json.dumps({"format": 1, "step": 400, "files": files}))
+    return {"NOT_A_RUN": str(not_a_run), "NO_CHECKPOINT": str(no_checkpoint), "BROKEN_RUN": str(broken)}
+
+
 BAD_INPUTS = [
     # (argv, words the message must contain)
     (["train", "lrr=0.1"], ["unknown setting 'lrr'", "did you mean 'lr'"]),
@@ -61,12 +86,21 @@ BAD_INPUTS = [
     (["heuristic", "--map", "9z"], ["unknown map '9z'"]),
     (["two-step", "--alg", "coma"], ["unknown algorithm 'coma'"]),
     (["plot", "/nonexistent/runs"], ["does not exist"]),
+    (["train", "--resume", "/nonexistent/run"], ["run folder '/nonexistent/run' does not exist"]),
+    (["train", "--resume", "NOT_A_RUN"], ["is not a run folder", "config.yaml"]),
+    (["train", "--resume", "NO_CHECKPOINT"], ["no checkpoint in", "no_checkpoint"]),
+    (["train", "--resume", "BROKEN_RUN"], ["no usable checkpoint", "400", "truncated", "200", "unfinished"]),
+    (["train", "--resume", "NO_CHECKPOINT", "--map", "8m"], ["only env_steps", "map ('3m' -> '8m')"]),
+    (["train", "--resume", "NO_CHECKPOINT", "lr=0.1"], ["only env_steps", "lr (0.001 -> 0.1)"]),
+    (["train", "--resume", "NO_CHECKPOINT", "--preset", "pymarl"], ["--preset cannot be used with --resume"]),
+    (["train", "--resume", "NO_CHECKPOINT", "--out", "elsewhere"], ["--out cannot be used with --resume"]),
 ]
 
 
 @pytest.mark.parametrize("argv, words", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_gets_one_clear_line_and_exit_code_2(argv, words, capsys, bad_yaml, occupied_run):
-    argv = [bad_yaml if a == "BAD_YAML" else occupied_run if a == "OCCUPIED" else a for a in argv]
+def test_bad_input_gets_one_clear_line_and_exit_code_2(argv, words, capsys, bad_yaml, occupied_run, runs_to_resume):
+    placeholders = {"BAD_YAML": bad_yaml, "OCCUPIED": occupied_run, **runs_to_resume}
+    argv = [placeholders.get(a, a) for a in argv]
     code, output = run_cli(argv, capsys)
     assert code == 2, output
     assert "Traceback" not in output

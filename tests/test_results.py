@@ -314,3 +314,23 @@ def test_legend_shows_the_range_of_runs_averaged_when_curves_extend():
 def test_plot_runs_rejects_an_empty_list(tmp_path):
     with pytest.raises(ValueError, match="no runs given"):
         plot_runs([], tmp_path / "nothing")
+
+
+def test_plot_command_draws_the_fixture(runs_root, tmp_path, capsys):
+    """`qmix plot RUN_DIRS...`: an image per format, a table, one mean line and one band per method."""
+    import sys
+
+    from qmix import cli
+
+    out = tmp_path / "figure"
+    sys.argv = ["qmix", "plot", str(runs_root), "--out", str(out)]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "| 3m | qmix | 3 |" in printed.replace("  ", " ")
+    assert (tmp_path / "figure.png").stat().st_size > 0 and (tmp_path / "figure.svg").exists()
+    figure = build_figure(load_runs([runs_root]))
+    for ax in figure.axes[: len(MAPS)]:
+        assert len([line for line in ax.get_lines() if line.get_linestyle() == "-"]) == len(ALGS)
+        assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == len(ALGS)

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 from qmix.config import ConfigError
@@ -129,12 +131,26 @@ def _abstract(tree: Any) -> Any:
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
 
 
+def _typed_like(spec: Any, value: Any) -> jax.Array:
+    """`value` as a fresh, uncommitted array with `spec`'s exact type, weak types included.
+
+    The compiled training loop is keyed on both; arrays as orbax returns them (committed, never weakly
+    typed) would make it compile a second time.
+    """
+    host = np.asarray(value)
+    if getattr(spec, "weak_type", False):
+        return jax.lax.full(host.shape, host.dtype.type(0).item()).at[...].set(host)
+    return jnp.asarray(host)
+
+
 class CheckpointStore:
     """The checkpoints of one run folder: newest last, at most `keep` of them kept."""
 
-    def __init__(self, run_dir: Path, keep: int):
+    def __init__(self, run_dir: Path, keep: int, create: bool = True):
         self.folder = Path(run_dir).absolute() / CHECKPOINT_FOLDER
         self.keep = keep
+        if not create and not self.folder.is_dir():
+            raise CheckpointError(f"no checkpoint in '{run_dir}': it has no {CHECKPOINT_FOLDER}/ folder")
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None,  # pruned here, and only after a newer checkpoint is complete
             create=True,
@@ -197,12 +213,16 @@ class CheckpointStore:
         return newer
 
     # ----- restoring -----
-    def restore_latest(self, make_template: Callable[[], Any], settings: dict[str, Any]) -> Restored:
+    def restore_latest(
+        self, make_template: Callable[[], Any], fresh_replay: Callable[[], Any], settings: dict[str, Any]
+    ) -> Restored:
         """Restore the newest checkpoint that verifies; skip (and report) newer ones that do not.
 
-        `make_template()` builds a fresh RunnerState of the right structure (called once, lazily): it gives
-        the arrays' shapes to restore into, and the empty replay when the checkpoint holds none.
-        `settings` is the run's resolved config; a checkpoint written with other settings is refused.
+        `make_template()` gives a RunnerState of the right structure, abstract (`jax.eval_shape`) or
+        concrete: the shapes and types to restore into. It is called once, and only when a checkpoint
+        verifies, so a run without a usable one fails fast. `fresh_replay()` gives the empty replay to use
+        when the checkpoint holds none. `settings` is the run's resolved config; a checkpoint written with
+        other settings is refused.
         """
         steps = self.steps()
         if not steps:
@@ -222,6 +242,8 @@ class CheckpointStore:
                 template = template if template is not None else make_template()
                 runners, problem = self._read_state(step, template, host["replay_saved"])
             if problem is None:
+                if not host["replay_saved"]:
+                    runners = runners.replace(replay=fresh_replay())
                 return Restored(runners, host, step, self.path(step), host["replay_saved"], skipped)
             skipped.append(f"skipped checkpoint {self.path(step)}: {problem}")
         raise CheckpointError(f"no usable checkpoint in '{self.folder}': " + "; ".join(skipped))
@@ -253,8 +275,9 @@ class CheckpointStore:
                 restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         except Exception as error:  # any failure to read means the step is unusable; say why and move on
             return None, f"its arrays could not be read ({_first_line(error)})"
-        replay = restored.replay if replay_saved else template.replay
-        return restored.runner.replace(replay=replay), None
+        if replay_saved:
+            return jax.tree.map(_typed_like, template, restored.runner.replace(replay=restored.replay)), None
+        return jax.tree.map(_typed_like, template.replace(replay=None), restored.runner), None
 
     def close(self) -> None:
         self.manager.close()

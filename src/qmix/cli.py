@@ -34,7 +34,9 @@ def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="settings as key=value, e.g. lr=0.001")] = None,
     map: Annotated[str | None, typer.Option("--map", help="map name, e.g. 3m, 8m, 2s3z")] = None,
     alg: Annotated[str | None, typer.Option("--alg", help=f"one of {', '.join(ALGORITHMS)}")] = None,
-    preset: Annotated[str, typer.Option(help="hyperparameter preset: default, pymarl, tuned, paper")] = DEFAULT_PRESET,
+    preset: Annotated[
+        str | None, typer.Option(help="hyperparameter preset: default, pymarl, tuned, paper [default: default]")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="random seed (the first, with --seeds)")] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", help="train K seeds side by side in one program")] = None,
     env_steps: Annotated[int | None, typer.Option("--env-steps", help="training budget in env steps")] = None,
@@ -42,21 +44,33 @@ def train(
     config_file: Annotated[Path | None, typer.Option("--config", help="YAML file of settings")] = None,
     force: Annotated[bool, typer.Option(help="overwrite an existing run folder")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bar")] = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", metavar="RUN_DIR", help="continue this run from its newest complete checkpoint "
+                     "(its saved settings; --env-steps may raise the budget)"),
+    ] = None,
 ) -> None:
     """Train QMIX (or a baseline) on a StarCraft micromanagement map; with no arguments, QMIX on 3m."""
-    config = build_config(
-        preset=preset,
-        overrides=parse_overrides(overrides or []),
-        config_file=config_file,
-        map=map,
-        alg=alg,
-        seed=seed,
-        num_seeds=seeds,
-        env_steps=env_steps,
-    )
-    from qmix.run import train as run_training
+    if resume is not None:
+        refused = {"--preset": preset is not None, "--config": config_file is not None, "--out": out is not None,
+                   "--force": force}
+        settings = {"map": map, "alg": alg, "seed": seed, "num_seeds": seeds, "env_steps": env_steps}
+        summary = _resume_training(resume, overrides, settings, refused, progress=not no_progress)
+        config = summary.config
+    else:
+        config = build_config(
+            preset=preset or DEFAULT_PRESET,
+            overrides=parse_overrides(overrides or []),
+            config_file=config_file,
+            map=map,
+            alg=alg,
+            seed=seed,
+            num_seeds=seeds,
+            env_steps=env_steps,
+        )
+        from qmix.run import train as run_training
 
-    summary = run_training(config, out, force=force, progress=not no_progress)
+        summary = run_training(config, out, force=force, progress=not no_progress)
     rate = sum(summary.env_steps) / max(summary.wall_seconds, 1e-9)
     wins = ", ".join(f"{w:.0%}" for w in summary.final_test_win_rate)
     best = ", ".join(f"{w:.0%}" for w in summary.best_test_win_rate)
@@ -65,6 +79,19 @@ def train(
         f"in {summary.wall_seconds:.0f} s ({rate:,.0f} env steps/s); final test win rate {wins} (best {best}); "
         f"run folder {summary.run_dir}"
     )
+
+
+def _resume_training(run_dir: Path, overrides: list[str] | None, settings: dict, refused: dict[str, bool],
+                     progress: bool):
+    """`qmix train --resume RUN_DIR`: the run keeps its saved settings; only the budget may change."""
+    for flag, given in refused.items():
+        if given:
+            fail(f"{flag} cannot be used with --resume: a resumed run keeps the settings in {run_dir}/config.yaml")
+    changes = {key: value for key, value in settings.items() if value is not None}
+    changes.update(parse_overrides(overrides or []))
+    from qmix.run import resume as resume_run
+
+    return resume_run(run_dir, changes, progress=progress)
 
 
 @app.command("two-step")
@@ -138,6 +165,21 @@ def plot(
 
 
 @app.command()
+def reproduce(
+    scale: Annotated[str, typer.Option(help="smoke (minutes), small (a few hours on 2 cores), paper (full)")] = "small",
+    maps: Annotated[list[str] | None, typer.Option("--maps", help="limit the maps (repeat the option)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for runs, figures and report.md")] = Path(
+        "reproduction"
+    ),
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+) -> None:
+    """The paper's experiments: two-step game, IQL/VDN/QMIX on the maps, ablations; then report.md."""
+    from qmix.reproduce import reproduce as run_reproduction
+
+    run_reproduction(scale, out, maps=maps, progress=not no_progress)
+
+
+@app.command()
 def config(
     preset: Annotated[str, typer.Option(help="show this preset's resolved settings")] = DEFAULT_PRESET,
 ) -> None:
@@ -168,6 +210,10 @@ def main() -> None:
         typer.echo("qmix: interrupted", err=True)
         sys.exit(130)
     except Exception as error:
+        stopped = _stopped_run_exit_code(error)
+        if stopped is not None:
+            typer.echo(f"qmix: error: {error}", err=True)
+            sys.exit(stopped)
         if not _is_usage_error(error):
             raise
         context = getattr(error, "ctx", None)
@@ -177,6 +223,14 @@ def main() -> None:
         command = f" (qmix {context.info_name})" if context is not None and context.info_name != "qmix" else ""
         typer.echo(f"qmix: error: {error.format_message()}{command}; see --help", err=True)
         sys.exit(2)
+
+
+def _stopped_run_exit_code(error: Exception) -> int | None:
+    """A run the NaN guard stopped: its exit code (3); None for any other error."""
+    run = sys.modules.get("qmix.run")  # such an error can only come from qmix.run, so it is imported already
+    if run is not None and isinstance(error, run.NonFiniteError):
+        return run.NON_FINITE_EXIT_CODE
+    return None
 
 
 def _is_usage_error(error: Exception) -> bool:

@@ -85,7 +85,7 @@ class Config:
     test_episodes: int = 32  # greedy decentralised episodes per test
 
     # --- checkpoints ---
-    checkpoint_interval_env_steps: int = 0  # 0: only at the end
+    checkpoint_interval_env_steps: int = 100_000  # 0: only at the end
     keep_checkpoints: int = 2
     save_replay: bool = False  # also save the replay buffer and environments (exact resume)
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from qmix.config import ConfigError, build_config
-from qmix.run import seed_folders, train, write_atomic
+from qmix.run import resume, seed_folders, train, write_atomic
 
 PAPER_MAPS = ["3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z"]
 MAIN_ALGS = ["iql", "vdn", "qmix"]
@@ -94,8 +94,16 @@ def run_pair(scale: Scale, map_name: str, alg: str, out: Path, progress: bool) -
         overrides=scale.overrides,
         map=map_name, alg=alg, num_seeds=scale.seeds, env_steps=scale.env_steps,
     )
-    print(f"training {alg} on {map_name}: {scale.seeds} seeds x {scale.env_steps:,} env steps -> {run_dir}")
-    summary = train(config, run_dir, force=True, progress=progress)
+    summary = None
+    if (run_dir / "checkpoints").is_dir():
+        try:
+            print(f"resuming {alg} on {map_name} in {run_dir}")
+            summary = resume(run_dir, {"env_steps": scale.env_steps}, progress=progress)
+        except ConfigError as error:  # no usable checkpoint, or other settings: start again
+            print(f"  cannot resume ({error}); starting again")
+    if summary is None:
+        print(f"training {alg} on {map_name}: {scale.seeds} seeds x {scale.env_steps:,} env steps -> {run_dir}")
+        summary = train(config, run_dir, force=True, progress=progress)
     print(f"  done in {summary.wall_seconds:.0f} s; final test win rates "
           + ", ".join(f"{w:.0%}" for w in summary.final_test_win_rate))
     assert seed_folders(run_dir, config)

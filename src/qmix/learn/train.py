@@ -22,7 +22,6 @@ from qmix.envs import make_env
 from qmix.learn.learner import EnvSpec, Episodes, Learner, LearnerState
 from qmix.learn.rollout import run_episodes
 
-
 SEED_AXIS = "seeds"  # the vmapped axis of independent runs
 
 

@@ -20,7 +20,8 @@ def _plain(value: Any) -> Any:
 class MetricsLog:
     """Appends one JSON object per line to metrics.jsonl and mirrors numbers to TensorBoard."""
 
-    def __init__(self, folder: Path, tensorboard: bool = True):
+    def __init__(self, folder: Path, tensorboard: bool = True, purge_step: int | None = None):
+        """`purge_step`: on resume, TensorBoard drops the points a killed process logged from that step on."""
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "metrics.jsonl"
         self._file = self.path.open("a", encoding="utf-8")
@@ -28,7 +29,7 @@ class MetricsLog:
         if tensorboard:
             from tensorboardX import SummaryWriter
 
-            self._writer = SummaryWriter(str(folder / "tensorboard"))
+            self._writer = SummaryWriter(str(folder / "tensorboard"), purge_step=purge_step)
 
     def write(self, record: dict[str, Any]) -> None:
         record = {key: _plain(value) for key, value in record.items()}

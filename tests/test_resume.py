@@ -1,0 +1,269 @@
+"""Runs that survive: kill and resume equals uninterrupted, resume without replay, the NaN guard, determinism.
+
+One tiny 3m config and one Trainer (compiled once) serve every test here.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import yaml
+from jax.experimental.compilation_cache import compilation_cache
+
+from qmix import cli
+from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
+from qmix.config import build_config
+from qmix.learn.learner import LearnerState, Params
+from qmix.learn.train import Trainer
+from qmix.run import WALL_CLOCK_FIELDS, NonFiniteError, finite_runs, resume, train
+
+# About 36 episodes of 3m; the replay (16 episodes) wraps around, the target network is copied three times,
+# and checkpoints fall at roughly 200 and 400 env steps and at the end.
+TINY = dict(
+    map="3m", env_steps=600, num_envs=2, batch_size=4, buffer_size_episodes=16, test_episodes=2,
+    test_interval_env_steps=200, checkpoint_interval_env_steps=200, keep_checkpoints=2, save_replay=True,
+    agent_hidden_dim=16, mixing_embed_dim=8, hypernet_embed_dim=16, time_buckets=1, updates_per_episode=0.5,
+    target_update_interval_episodes=10,
+)
+QUIET = dict(progress=False, tensorboard=False)
+
+
+class Killed(Exception):
+    """Stands in for SIGKILL in-process: raised from the checkpoint hook, so nothing after it runs."""
+
+
+def kill_at_checkpoint(n):
+    seen = []
+
+    def hook(path):
+        seen.append(path)
+        if len(seen) == n:
+            raise Killed(path)
+
+    return hook
+
+
+def metrics(run_dir):
+    """Every logged record but the wall-clock fields (the only ones that may differ between two runs)."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in WALL_CLOCK_FIELDS} for line in lines]
+
+
+def checkpoint_steps(run_dir):
+    return sorted(int(p.name) for p in (run_dir / CHECKPOINT_FOLDER).iterdir() if (p / MARKER).is_file())
+
+
+def assert_same_run(run_dir, reference):
+    assert metrics(run_dir) == metrics(reference)
+    assert (run_dir / "params.msgpack").read_bytes() == (reference / "params.msgpack").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def config():
+    return build_config(preset="default", **TINY)
+
+
+@pytest.fixture(scope="module")
+def trainer(config):
+    return Trainer(config)
+
+
+@pytest.fixture(scope="module")
+def compiled_programs(tmp_path_factory):
+    """A persistent compilation cache for this module: the killed training process loads the programs
+    compiled here instead of compiling them again (the slowest part of a tiny run)."""
+    folder = tmp_path_factory.mktemp("compiled")
+    compilation_cache.reset_cache()
+    compilation_cache.set_cache_dir(str(folder))
+    yield folder
+    jax.config.update("jax_compilation_cache_dir", None)
+    compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(config, trainer, compiled_programs, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    train(config, run_dir, trainer=trainer, **QUIET)
+    return run_dir
+
+
+def test_the_reference_run_checkpoints_on_schedule(uninterrupted, config):
+    steps = [r["env_steps"] for r in metrics(uninterrupted)]
+    assert steps[-1] >= config.env_steps
+    crossings = [s for prev, s in zip(steps, steps[1:], strict=False) if s // 200 > prev // 200]
+    assert checkpoint_steps(uninterrupted) == crossings[-config.keep_checkpoints:]
+
+
+def test_two_runs_with_one_seed_give_identical_metrics(uninterrupted, config, trainer, tmp_path):
+    train(config, tmp_path / "again", trainer=trainer, **QUIET)
+    assert_same_run(tmp_path / "again", uninterrupted)
+
+
+def test_a_killed_and_resumed_run_equals_the_uninterrupted_one(uninterrupted, config, trainer, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Killed):
+        train(config, run_dir, trainer=trainer, on_checkpoint=kill_at_checkpoint(1), **QUIET)
+    assert not (run_dir / "params.msgpack").exists()
+    resume(run_dir, trainer=trainer, **QUIET)
+    assert_same_run(run_dir, uninterrupted)
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_unfinished_and_corrupt_checkpoints_are_skipped_and_the_run_still_ends_the_same(
+    uninterrupted, config, trainer, tmp_path, capsys
+):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Killed):
+        train(config, run_dir, trainer=trainer, on_checkpoint=kill_at_checkpoint(2), **QUIET)
+    first, second = checkpoint_steps(run_dir)
+    replay_files = [p for p in (run_dir / CHECKPOINT_FOLDER / str(second) / "replay").rglob("*") if p.is_file()]
+    biggest = max(replay_files, key=lambda p: p.stat().st_size)
+    biggest.write_bytes(biggest.read_bytes()[:100])  # truncated
+    (run_dir / CHECKPOINT_FOLDER / f"{second + 50}.orbax-checkpoint-tmp" / "runner").mkdir(parents=True)  # half written
+
+    resume(run_dir, trainer=trainer, **QUIET)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and f"checkpoints/{second}" in warnings[0] and "truncated" in warnings[0]
+    assert_same_run(run_dir, uninterrupted)  # lines logged after the first checkpoint were dropped and redone
+    assert checkpoint_steps(run_dir) == checkpoint_steps(uninterrupted)
+    assert sorted(p.name for p in (run_dir / CHECKPOINT_FOLDER).iterdir()) == [str(s) for s in checkpoint_steps(run_dir)]
+
+
+def test_resume_without_the_replay_continues_and_warns(uninterrupted, config, trainer, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    without_replay = dataclasses.replace(config, save_replay=False)
+    with pytest.raises(Killed):
+        train(without_replay, run_dir, trainer=trainer, on_checkpoint=kill_at_checkpoint(1), **QUIET)
+    at_checkpoint = metrics(run_dir)[-1]
+    assert not (run_dir / CHECKPOINT_FOLDER / str(at_checkpoint["env_steps"]) / "replay").exists()
+
+    summary = resume(run_dir, trainer=trainer, **QUIET)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "replay buffer was not restored" in warnings[0]
+    records = metrics(run_dir)
+    n = len([r for r in records if r["env_steps"] <= at_checkpoint["env_steps"]])
+    assert records[:n] == metrics(uninterrupted)[:n]
+    after = records[n]
+    reference = metrics(uninterrupted)[n]
+    assert after["env_steps"] > at_checkpoint["env_steps"] and summary.env_steps[0] >= config.env_steps
+    # The learner carried on (its update counter was restored) but paused while the replay refilled.
+    assert at_checkpoint["updates"] <= after["updates"] < reference["updates"]
+    assert after["epsilon"] == pytest.approx(float(trainer.epsilon(after["env_steps"])))
+    assert records[-1]["updates"] > at_checkpoint["updates"]
+
+
+def test_resume_can_raise_the_budget(uninterrupted, config, trainer, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    before = metrics(run_dir)
+    resume(run_dir, trainer=trainer, **QUIET)  # already done: nothing to train, nothing changes
+    assert metrics(run_dir) == before
+    assert "already reached its budget" in capsys.readouterr().err
+
+    summary = resume(run_dir, {"env_steps": 800}, trainer=trainer, **QUIET)
+    assert summary.env_steps[0] >= 800
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["env_steps"] == 800
+    assert metrics(run_dir)[: len(before)] == before and len(metrics(run_dir)) > len(before)
+
+
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(uninterrupted, config, trainer, tmp_path):
+    poison_from_update = 8  # after the first checkpoint (about 5 updates), before the end (about 15)
+    poisoned = Trainer(config)
+    poisoned.init_runs = trainer.init_runs  # only the learner update is poisoned: reuse the compiled rest
+    poisoned.evaluate_runs = trainer.evaluate_runs
+    clean_update = poisoned.learner._update
+
+    def update_with_nan_loss(state, batch):
+        new_state, metrics_ = clean_update(state, batch)
+        loss = jnp.where(state.updates >= poison_from_update, jnp.nan, metrics_["loss"])
+        return new_state, {**metrics_, "loss": loss}
+
+    poisoned.learner._update = update_with_nan_loss
+    run_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteError) as error:
+        train(config, run_dir, trainer=poisoned, **QUIET)
+
+    message = str(error.value)
+    [last_good] = checkpoint_steps(run_dir)
+    assert "non-finite loss at env step" in message and "run 0, seed 0" in message
+    assert message.endswith(f"last good checkpoint: {(run_dir / CHECKPOINT_FOLDER / str(last_good)).absolute()}")
+    assert not (run_dir / "params.msgpack").exists()
+    assert metrics(run_dir)[-1]["env_steps"] == last_good  # the poisoned chunk was not logged
+    # The last good checkpoint is intact: resumed with the clean learner, the run ends as if never poisoned.
+    resume(run_dir, trainer=trainer, **QUIET)
+    assert_same_run(run_dir, uninterrupted)
+
+
+def test_the_guard_checks_every_parameter_of_every_run():
+    def params(value):
+        return Params(agent={"w": jnp.full((2, 3), value)}, mixer={"b": jnp.ones((2, 1))})
+
+    state = LearnerState(params(1.0), params(1.0), (), jnp.zeros((2,), jnp.int32))
+    assert np.asarray(finite_runs(state)).tolist() == [True, True]
+    broken = state.replace(target_params=Params(agent={"w": jnp.array([[1.0, 1, 1], [1, jnp.inf, 1]])},
+                                                mixer={"b": jnp.ones((2, 1))}))
+    assert np.asarray(finite_runs(broken)).tolist() == [True, False]
+
+
+def test_the_command_line_reports_a_non_finite_run_in_one_line_with_exit_code_3(monkeypatch, capsys):
+    def stopped(*args, **kwargs):
+        raise NonFiniteError("non-finite loss at env step 441 (run 0, seed 0); last good checkpoint: runs/x/200")
+
+    monkeypatch.setattr("qmix.run.train", stopped)
+    monkeypatch.setattr(sys, "argv", ["qmix", "train", "--env-steps", "10", "--out", "unused"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["qmix: error: non-finite loss at env step 441 (run 0, seed 0); "
+                                        "last good checkpoint: runs/x/200"]
+
+
+KILLED_RUN = """
+import json, sys, time
+from qmix.config import build_config
+from qmix.run import train
+
+def stand_still(path):  # so the kill surely lands before the run ends: right after its first checkpoint
+    time.sleep(600)
+
+train(build_config(preset="default", **json.loads(sys.argv[2])), sys.argv[1], progress=False, tensorboard=False,
+      on_checkpoint=stand_still)
+"""
+
+
+def wait_for_first_checkpoint(process, run_dir, seconds=300):
+    deadline = time.monotonic() + seconds
+    while not list(run_dir.glob(f"{CHECKPOINT_FOLDER}/*/{MARKER}")):
+        assert process.poll() is None, "the training process ended before its first checkpoint"
+        assert time.monotonic() < deadline, f"no checkpoint within {seconds} s"
+        time.sleep(0.05)
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
+    uninterrupted, trainer, compiled_programs, tmp_path
+):
+    run_dir = tmp_path / "run"
+    environment = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compiled_programs)}
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(run_dir), json.dumps(TINY)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+    try:
+        wait_for_first_checkpoint(process, run_dir)
+        os.kill(process.pid, signal.SIGKILL)
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert not (run_dir / "params.msgpack").exists()
+    resume(run_dir, trainer=trainer, **QUIET)
+    assert_same_run(run_dir, uninterrupted)

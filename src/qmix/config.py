@@ -239,6 +239,9 @@ def validate(config: Config) -> None:
     _check(c.batch_size <= c.buffer_size_episodes,
            f"batch_size ({c.batch_size}) is larger than the replay (buffer_size_episodes={c.buffer_size_episodes}); "
            "lower batch_size or raise buffer_size_episodes")
+    _check(c.num_envs <= c.buffer_size_episodes,
+           f"num_envs ({c.num_envs}) is larger than the replay (buffer_size_episodes={c.buffer_size_episodes}); "
+           "each iteration stores num_envs episodes")
     _check(c.test_interval_env_steps > 0 or c.test_interval_episodes > 0,
            "set test_interval_env_steps or test_interval_episodes above 0")
     _check(c.target_update_interval_episodes > 0 or c.target_update_tau > 0,

@@ -9,6 +9,7 @@ those chunks. Every function is written for one run and vmapped over a leading s
 
 from __future__ import annotations
 
+import math
 from functools import cached_property
 from typing import Any
 
@@ -105,13 +106,29 @@ class Trainer:
             progress = jnp.ones_like(progress)
         return c.epsilon_start + (c.epsilon_finish - c.epsilon_start) * progress
 
-    def _learn(self, runner: RunnerState, n_updates: jax.Array, totals: ChunkTotals):
-        """Make `n_updates` learner updates on uniformly sampled batches of whole episodes."""
+    @property
+    def max_updates_per_iteration(self) -> int:
+        """The most updates one iteration can owe: the credit carried over is always below one."""
+        return math.ceil(self.config.num_envs * self.config.updates_per_episode)
 
-        def one_update(_, carry):
-            learner_state, key, totals = carry
-            key, sample_key = jax.random.split(key)
-            batch = self.buffer.sample(runner.replay, sample_key).experience
+    def _learn(self, runner: RunnerState, n_updates: jax.Array, totals: ChunkTotals):
+        """Make `n_updates` learner updates on uniformly sampled batches of whole episodes.
+
+        All batches an iteration may need are sampled first, outside the update loop: a loop that read the
+        replay itself would be handed the whole replay as an operand, and XLA copies it in every
+        iteration (the cost then grows with the replay's size). `n_updates` is the same in every seed
+        (each collects num_envs episodes per iteration), so the seeds agree on it and each skip stays a
+        real branch under the seed vmap.
+        """
+        count = self.max_updates_per_iteration
+        if count == 0:
+            return runner, totals
+        key, sample_key = jax.random.split(runner.key)
+        sample = lambda k: self.buffer.sample(runner.replay, k).experience  # noqa: E731
+        batches = jax.vmap(sample)(jax.random.split(sample_key, count))  # [M, B, ...]
+        n_updates = jax.lax.pmax(n_updates, SEED_AXIS)
+
+        def update(learner_state, totals, batch):
             learner_state, metrics = self.learner.update(learner_state, batch, axis_name=SEED_AXIS)
             totals = totals.replace(
                 updates=totals.updates + 1,
@@ -119,11 +136,15 @@ class Trainer:
                 q_taken=totals.q_taken + metrics["q_taken_mean"],
                 grad_norm=totals.grad_norm + metrics["grad_norm"],
             )
-            return learner_state, key, totals
+            return learner_state, totals
 
-        key, learn_key = jax.random.split(runner.key)
-        learner_state, _, totals = jax.lax.fori_loop(
-            0, n_updates, one_update, (runner.learner, learn_key, totals)
+        def maybe_update(carry, indexed_batch):
+            index, batch = indexed_batch
+            skip = lambda state, totals, _: (state, totals)  # noqa: E731
+            return jax.lax.cond(index < n_updates, update, skip, *carry, batch), None
+
+        (learner_state, totals), _ = jax.lax.scan(
+            maybe_update, (runner.learner, totals), (jnp.arange(count), batches)
         )
         return runner.replace(learner=learner_state, key=key), totals
 
@@ -138,14 +159,34 @@ class Trainer:
         last = jnp.where(due, runner.episodes, runner.last_target_update_episode)
         return runner.replace(learner=learner_state, last_target_update_episode=last)
 
-    def iteration(self, runner: RunnerState, totals: ChunkTotals) -> tuple[RunnerState, ChunkTotals]:
+    def _store(self, replay, episodes: Episodes, active: jax.Array):
+        """Add the iteration's episodes to the replay; a run that is not active leaves it as it was.
+
+        An inactive run writes back the episodes already in the slots it would have used and keeps its
+        write position, so the cost is that of the new episodes, never of a copy of the whole replay.
+        (Relies on flashbax's item buffer layout: experience [1, buffer_size, ...] and current_index.)
+        """
+        slots = (jnp.arange(self.config.num_envs) + replay.current_index) % self.config.buffer_size_episodes
+        present = jax.tree.map(lambda x: x[0, slots], replay.experience)
+        data = jax.tree.map(lambda new, old: jnp.where(active, new, old), episodes, present)
+        added = self.buffer.add(replay, data)
+        return added.replace(
+            current_index=jnp.where(active, added.current_index, replay.current_index),
+            is_full=jnp.where(active, added.is_full, replay.is_full),
+        )
+
+    def iteration(
+        self, runner: RunnerState, totals: ChunkTotals, active: jax.Array
+    ) -> tuple[RunnerState, ChunkTotals]:
+        """Collect, store, learn, update the target; a run that is not `active` keeps its state."""
         c = self.config
+        start, start_totals = runner, totals
         key, collect_key = jax.random.split(runner.key)
         epsilon = self.epsilon(runner.env_steps)
         episodes, stats = run_episodes(
             self.learner, self.env, runner.learner.params.agent, collect_key, c.num_envs, epsilon
         )
-        replay = self.buffer.add(runner.replay, episodes)
+        replay = self._store(runner.replay, episodes, active)
         runner = runner.replace(
             replay=replay,
             key=key,
@@ -164,18 +205,31 @@ class Trainer:
         n_updates = jnp.where(can_learn, jnp.floor(credit), 0.0).astype(jnp.int32)
         runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
         runner, totals = self._learn(runner, n_updates, totals)
-        return self._update_target(runner), totals
+        runner = self._update_target(runner)
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(active, n, o), new, old)  # noqa: E731
+        runner = keep(runner.replace(replay=None), start.replace(replay=None)).replace(replay=replay)
+        return runner, keep(totals, start_totals)
 
-    def train_until(
-        self, runner: RunnerState, stop_env_steps: jax.Array, stop_episodes: jax.Array
+    def train_runs_until_unjitted(
+        self, runners: RunnerState, stop_env_steps: jax.Array, stop_episodes: jax.Array
     ) -> tuple[RunnerState, ChunkTotals]:
-        """Iterate until env_steps >= stop_env_steps or episodes >= stop_episodes."""
+        """All runs [S]: iterate each until env_steps >= stop_env_steps or episodes >= stop_episodes.
 
-        def not_yet(carry):
-            runner, _ = carry
-            return (runner.env_steps < stop_env_steps) & (runner.episodes < stop_episodes)
+        The loop runs while any run is short of its stop and is written outside the seed vmap: a vmapped
+        loop with a per-seed condition would select between the old and new state of every run in every
+        iteration, replay included, which costs a copy of every replay per iteration. Here a run that has
+        reached its stop just keeps its state (see `iteration` and `_store`).
+        """
 
-        return jax.lax.while_loop(not_yet, lambda carry: self.iteration(*carry), (runner, ChunkTotals.zeros()))
+        def active(runners):  # [S] bool
+            return (runners.env_steps < stop_env_steps) & (runners.episodes < stop_episodes)
+
+        def body(carry):
+            runners, totals = carry
+            return jax.vmap(self.iteration, axis_name=SEED_AXIS)(runners, totals, active(runners))
+
+        totals = jax.vmap(lambda _: ChunkTotals.zeros())(stop_env_steps)
+        return jax.lax.while_loop(lambda carry: active(carry[0]).any(), body, (runners, totals))
 
     def evaluate(self, agent_params, key: jax.Array) -> dict[str, jax.Array]:
         """`test_episodes` greedy, decentralised episodes: win rate, mean return, mean length."""
@@ -194,7 +248,7 @@ class Trainer:
 
     @cached_property
     def train_runs_until(self):
-        return jax.jit(jax.vmap(self.train_until, axis_name=SEED_AXIS), donate_argnums=(0,))
+        return jax.jit(self.train_runs_until_unjitted, donate_argnums=(0,))
 
     @cached_property
     def evaluate_runs(self):

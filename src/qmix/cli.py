@@ -172,11 +172,12 @@ def reproduce(
         "reproduction"
     ),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
+    report_only: Annotated[bool, typer.Option("--report-only", help="train nothing; report the runs present")] = False,
 ) -> None:
     """The paper's experiments: two-step game, IQL/VDN/QMIX on the maps, ablations; then report.md."""
     from qmix.reproduce import reproduce as run_reproduction
 
-    run_reproduction(scale, out, maps=maps, progress=not no_progress)
+    run_reproduction(scale, out, maps=maps, progress=not no_progress, report_only=report_only)
 
 
 @app.command()

@@ -86,9 +86,6 @@ def run_is_complete(run_dir: Path, num_seeds: int, seed: int = 0) -> bool:
 
 def run_pair(scale: Scale, map_name: str, alg: str, out: Path, progress: bool) -> Path:
     run_dir = out / "runs" / f"{map_name}-{alg}"
-    if run_is_complete(run_dir, scale.seeds):
-        print(f"reusing {run_dir}")
-        return run_dir
     config = build_config(
         preset=scale.preset,
         overrides=scale.overrides,
@@ -136,7 +133,11 @@ def heuristic_results(scale: Scale, maps: list[str], out: Path) -> dict[str, dic
     return results
 
 
-def reproduce(scale_name: str, out: Path, maps: list[str] | None = None, progress: bool = True) -> Path:
+def reproduce(
+    scale_name: str, out: Path, maps: list[str] | None = None, progress: bool = True, report_only: bool = False
+) -> Path:
+    """Run what is missing, then write the report; the report is rewritten after every finished run, so an
+    interrupted reproduction still reports what it has. `report_only` trains nothing."""
     if scale_name not in SCALES:
         raise ConfigError(f"unknown scale '{scale_name}': choose one of {', '.join(SCALES)}")
     scale = SCALES[scale_name]
@@ -144,15 +145,26 @@ def reproduce(scale_name: str, out: Path, maps: list[str] | None = None, progres
         build_config(preset=scale.preset, map=name)  # validates the map name with a clear error
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    two_step = two_step_results(scale, out)
     pairs = plan(scale, maps)
-    for map_name, alg in pairs:
-        run_pair(scale, map_name, alg, out, progress)
     all_maps = sorted({m for m, _ in pairs}, key=lambda m: (m not in PAPER_MAPS, m))
+    two_step = two_step_results(scale, out)
     heuristic = heuristic_results(scale, all_maps, out)
     from qmix.results.report import write_report
 
-    report = write_report(out, scale_name, scale, pairs, two_step, heuristic)
+
+    def finished() -> list[Path]:
+        folders = [out / "runs" / f"{m}-{a}" for m, a in pairs]
+        return [f for f in folders if run_is_complete(f, scale.seeds)]
+
+    report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+    if not report_only:
+        for map_name, alg in pairs:
+            run_dir = out / "runs" / f"{map_name}-{alg}"
+            if run_is_complete(run_dir, scale.seeds):
+                print(f"reusing {run_dir}")
+                continue
+            run_pair(scale, map_name, alg, out, progress)
+            report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
     print(f"reproduction ({scale_name}) finished in {time.perf_counter() - start:.0f} s: {report}")
     return report
 

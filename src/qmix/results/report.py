@@ -148,10 +148,13 @@ def _smac_reference(main_maps) -> list[str]:
     return lines
 
 
-def write_report(out: Path, scale_name: str, scale, pairs, two_step: dict, heuristic: dict) -> Path:
+def write_report(
+    out: Path, scale_name: str, scale, pairs, two_step: dict, heuristic: dict, finished: list[Path]
+) -> Path:
+    """`finished`: the run folders of the (map, algorithm) pairs that have completed; others are listed."""
     main_maps = list(dict.fromkeys(m for m, a in pairs if a in ("iql", "vdn")))
     ablation_maps = list(dict.fromkeys(m for m, a in pairs if a in ("qmix_ns", "qmix_lin", "vdn_s")))
-    all_runs = load_runs([out / "runs"])
+    all_runs = load_runs(finished) if finished else []
     main_runs = [r for r in all_runs if r.alg in ("iql", "vdn", "qmix") and r.map in main_maps]
     ablation_runs = [r for r in all_runs if r.map in ablation_maps and r.alg in ("qmix", "qmix_ns", "qmix_lin", "vdn_s", "vdn")]
     table = _final(aggregate_table(all_runs, final_tests=FINAL_TESTS))
@@ -163,6 +166,11 @@ def write_report(out: Path, scale_name: str, scale, pairs, two_step: dict, heuri
              f"Written {datetime.now():%Y-%m-%d %H:%M}; made by `qmix reproduce --scale {scale_name}`.", "",
              "## The paper's claims (PAPER.md section 4)", "", "| claim | verdict | evidence |", "|---|---|---|"]
     lines += [f"| {c.text} | **{c.verdict}** | {c.evidence} |" for c in claims]
+    missing = [f"{alg} on {map_name}" for map_name, alg in pairs
+               if not any(p.name == f"{map_name}-{alg}" for p in finished)]
+    if missing:
+        lines += ["", f"Not run yet ({len(missing)} of {len(pairs)} method-map pairs; "
+                  f"`qmix reproduce --scale {scale_name}` continues where this stopped): " + ", ".join(missing) + "."]
     lines += ["", "Final win rates are compared as means over runs; with few seeds, differences inside the "
               "confidence intervals in the tables below are not significant.", ""]
     lines += _two_step_section(two_step)

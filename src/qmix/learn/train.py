@@ -114,11 +114,10 @@ class Trainer:
     def _learn(self, runner: RunnerState, n_updates: jax.Array, totals: ChunkTotals):
         """Make `n_updates` learner updates on uniformly sampled batches of whole episodes.
 
-        All batches an iteration may need are sampled first, outside the update loop: a loop that read the
-        replay itself would be handed the whole replay as an operand, and XLA copies it in every
-        iteration (the cost then grows with the replay's size). `n_updates` is the same in every seed
+        The iteration owes at most `max_updates_per_iteration` updates, so that many batches are sampled
+        up front and a fixed-length scan skips the ones not owed. `n_updates` is the same in every seed
         (each collects num_envs episodes per iteration), so the seeds agree on it and each skip stays a
-        real branch under the seed vmap.
+        real branch under the seed vmap (a per-seed predicate would compute every update and select).
         """
         count = self.max_updates_per_iteration
         if count == 0:

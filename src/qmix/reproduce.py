@@ -13,10 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from qmix.config import ConfigError, build_config
-from qmix.run import resume, seed_folders, train, write_atomic
+from qmix.run import resume, train, write_atomic
 
 PAPER_MAPS = ["3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z"]
 MAIN_ALGS = ["iql", "vdn", "qmix"]
@@ -103,7 +101,6 @@ def run_pair(scale: Scale, map_name: str, alg: str, out: Path, progress: bool) -
         summary = train(config, run_dir, force=True, progress=progress)
     print(f"  done in {summary.wall_seconds:.0f} s; final test win rates "
           + ", ".join(f"{w:.0%}" for w in summary.final_test_win_rate))
-    assert seed_folders(run_dir, config)
     return run_dir
 
 
@@ -167,7 +164,3 @@ def reproduce(
             report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
     print(f"reproduction ({scale_name}) finished in {time.perf_counter() - start:.0f} s: {report}")
     return report
-
-
-def mean_q_tables(two_step: dict, alg: str) -> np.ndarray:
-    return np.mean([np.asarray(r["q_tot"]) for r in two_step[alg]], axis=0)

@@ -24,6 +24,8 @@ class ConfigError(ValueError):
 
 
 # Each algorithm of the paper is a mixer over the one shared learner (PAPER.md section 2).
+BACKENDS = ("smax", "sc2")
+
 ALGORITHMS: dict[str, str] = {
     "qmix": "qmix",
     "vdn": "vdn",
@@ -37,7 +39,8 @@ ALGORITHMS: dict[str, str] = {
 @dataclass(frozen=True)
 class Config:
     # --- what to train on ---
-    map: str = "3m"  # SMAX map name, or "two_step"
+    map: str = "3m"  # SMAX map name, or "two_step"; with backend=sc2 a SMAC map name
+    backend: str = "smax"  # "smax" (JAX, compiled) or "sc2" (real StarCraft II through SMAC, optional)
     alg: str = "qmix"  # one of ALGORITHMS
     reward: str = "smac"  # "smac" (SMAC's shaped reward, max return ~20) or "smax" (SMAX's native one)
     episode_limit: int = 0  # 0: the map's own limit (SMAC's)
@@ -213,8 +216,15 @@ def validate(config: Config) -> None:
     c = config
     _check(c.alg in ALGORITHMS, f"unknown algorithm '{c.alg}'{_did_you_mean(c.alg, list(ALGORITHMS))}: "
            f"choose one of {', '.join(ALGORITHMS)}")
-    names = list_environments()
-    _check(c.map in names, f"unknown map '{c.map}'{_did_you_mean(c.map, names)}: choose one of {', '.join(names)}")
+    _check(c.backend in BACKENDS, f"unknown backend '{c.backend}': choose one of {', '.join(BACKENDS)}")
+    if c.backend == "sc2":
+        _check(c.map != "two_step", "the two-step game has no StarCraft II version; drop backend=sc2")
+        _check(c.reward == "smac", "backend=sc2 uses SMAC's own reward; drop reward=smax")
+        _check(c.episode_limit == 0, "backend=sc2 uses the map's own episode limit (SMAC's); drop episode_limit")
+    else:
+        names = list_environments()
+        _check(c.map in names,
+               f"unknown map '{c.map}'{_did_you_mean(c.map, names)}: choose one of {', '.join(names)}")
     _check(c.reward in ("smac", "smax"), f"reward must be 'smac' or 'smax', got '{c.reward}'")
     _check(c.agent in ("rnn", "ff"), f"agent must be 'rnn' or 'ff', got '{c.agent}'")
     _check(c.optimizer in ("rmsprop", "adam"), f"optimizer must be 'rmsprop' or 'adam', got '{c.optimizer}'")

@@ -330,6 +330,7 @@ class _Session:
             self.write_final_params(runners)
         finally:
             bar.close()
+            self.trainer.close()
             for log in self.logs:
                 log.close()
             self.store.close()

@@ -17,8 +17,16 @@ def list_environments() -> list[str]:
     return ["two_step", *_smax_maps()]
 
 
-def make_env(name: str, reward: str = "smac", episode_limit: int = 0) -> Environment:
-    """The environment called `name`: "two_step" or a SMAX map ("3m", "2s3z", ...)."""
+def make_env(name: str, reward: str = "smac", episode_limit: int = 0, backend: str = "smax", seed: int = 0):
+    """The environment called `name`: "two_step" or a SMAX map ("3m", "2s3z", ...), an `Environment`.
+
+    With backend="sc2": SMAC's map `name` in real StarCraft II, a host-side env (envs/sc2.py); `seed` is
+    the game's own seed (JAX environments take their randomness from the keys instead).
+    """
+    if backend == "sc2":
+        from qmix.envs.sc2 import SC2Env
+
+        return SC2Env(name, seed=seed)
     if name == "two_step":
         from qmix.envs.two_step import TwoStepGame
 

@@ -5,10 +5,14 @@ replay, the learner makes `updates_per_episode` updates per collected episode (f
 and the target network is refreshed. `train_until` repeats iterations inside one `lax.while_loop` until
 a test point or the budget is reached; the host only touches logging, tests and checkpoints between
 those chunks. Every function is written for one run and vmapped over a leading seed axis S.
+
+Host-side environments (real StarCraft II) cannot run inside the compiled loop: for them the episodes
+are collected in Python (host_rollout.py) and the rest of an iteration (`absorb_runs`) is the same compiled code.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from functools import cached_property
 from typing import Any
@@ -16,12 +20,14 @@ from typing import Any
 import flashbax as fbx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from qmix.config import Config
 from qmix.envs import make_env
+from qmix.learn.host_rollout import HostRollout
 from qmix.learn.learner import EnvSpec, Episodes, Learner, LearnerState
-from qmix.learn.rollout import run_episodes
+from qmix.learn.rollout import EpisodeStats, run_episodes
 
 SEED_AXIS = "seeds"  # the vmapped axis of independent runs
 
@@ -62,7 +68,9 @@ class Trainer:
 
     def __init__(self, config: Config):
         self.config = config
-        self.env = make_env(config.map, reward=config.reward, episode_limit=config.episode_limit)
+        self.env = make_env(config.map, reward=config.reward, episode_limit=config.episode_limit,
+                            backend=config.backend)
+        self.host_side = getattr(self.env, "host_side", False)  # real StarCraft II: collected in Python
         self.spec = EnvSpec.of(self.env)
         self.learner = Learner(config, self.spec)
         self.buffer = fbx.make_item_buffer(
@@ -75,8 +83,11 @@ class Trainer:
     # ----- one run -----
     def init(self, key: jax.Array) -> RunnerState:
         learner_key, key = jax.random.split(key)
+        return self._new_runner(self.learner.init(learner_key), key)
+
+    def _new_runner(self, learner_state: LearnerState, key: jax.Array) -> RunnerState:
         return RunnerState(
-            learner=self.learner.init(learner_key),
+            learner=learner_state,
             replay=self.buffer.init(self._example_episode()),
             key=key,
             env_steps=jnp.zeros((), jnp.int32),
@@ -158,36 +169,67 @@ class Trainer:
         last = jnp.where(due, runner.episodes, runner.last_target_update_episode)
         return runner.replace(learner=learner_state, last_target_update_episode=last)
 
-    def _store(self, replay, episodes: Episodes, active: jax.Array):
-        """Add the iteration's episodes to the replay; a run that is not active leaves it as it was.
+    def _store_runs(self, replay, episodes: Episodes, active: jax.Array):
+        """All runs [S]: write each active run's E new episodes [S, E, ...] at its own write position.
 
-        An inactive run writes back the episodes already in the slots it would have used and keeps its
-        write position, so the cost is that of the new episodes, never of a copy of the whole replay.
-        (Relies on flashbax's item buffer layout: experience [1, buffer_size, ...] and current_index.)
+        Written outside the seed vmap as one in-place dynamic_update_slice per (run, episode): a vmapped
+        `buffer.add` becomes a scatter with per-run indices, which XLA:CPU runs over the whole replay
+        (its cost grew with the replay, about 4 GB a run on 8m). An inactive run keeps its replay as it was.
+        Follows flashbax's item-buffer layout: experience [S, 1, capacity, ...], current_index, is_full [S].
         """
-        slots = (jnp.arange(self.config.num_envs) + replay.current_index) % self.config.buffer_size_episodes
-        present = jax.tree.map(lambda x: x[0, slots], replay.experience)
-        data = jax.tree.map(lambda new, old: jnp.where(active, new, old), episodes, present)
-        added = self.buffer.add(replay, data)
-        return added.replace(
-            current_index=jnp.where(active, added.current_index, replay.current_index),
-            is_full=jnp.where(active, added.is_full, replay.is_full),
+        num_runs, num_envs = active.shape[0], self.config.num_envs
+        capacity = self.config.buffer_size_episodes
+
+        def write_one(i, experience):
+            run, env = i // num_envs, i % num_envs
+            slot = (replay.current_index[run] + env) % capacity
+
+            def write_leaf(buffer, new):  # buffer [S, 1, C, ...], new [S, E, ...]
+                start = (run, 0, slot) + (0,) * (buffer.ndim - 3)
+                episode = jax.lax.dynamic_index_in_dim(
+                    jax.lax.dynamic_index_in_dim(new, run, keepdims=False), env, keepdims=False
+                )[None, None, None]  # [1, 1, 1, ...]: one run, the buffer's unit axis, one slot
+                present = jax.lax.dynamic_slice(buffer, start, episode.shape)  # an inactive run writes it back
+                return jax.lax.dynamic_update_slice(buffer, jnp.where(active[run], episode, present), start)
+
+            return jax.tree.map(write_leaf, experience, episodes)
+
+        experience = jax.lax.fori_loop(0, num_runs * num_envs, write_one, replay.experience)
+        written = replay.current_index + num_envs
+        return replay.replace(
+            experience=experience,
+            current_index=jnp.where(active, written % capacity, replay.current_index),
+            is_full=jnp.where(active, replay.is_full | (written >= capacity), replay.is_full),
         )
 
-    def iteration(
-        self, runner: RunnerState, totals: ChunkTotals, active: jax.Array
+    def collect(self, runner: RunnerState) -> tuple[Episodes, EpisodeStats]:
+        """One run: an epsilon-greedy episode in each of its environments, with the key split(runner.key)[1]."""
+        _, collect_key = jax.random.split(runner.key)
+        return run_episodes(
+            self.learner, self.env, runner.learner.params.agent, collect_key, self.config.num_envs,
+            self.epsilon(runner.env_steps),
+        )
+
+    def absorb_runs(
+        self, runners: RunnerState, totals: ChunkTotals, active: jax.Array, episodes: Episodes, stats: EpisodeStats
     ) -> tuple[RunnerState, ChunkTotals]:
-        """Collect, store, learn, update the target; a run that is not `active` keeps its state."""
+        """All runs [S], after collecting `episodes` [S, E, ...]: store them, learn, update the targets.
+
+        Shared by the compiled loop and the host-side one (real StarCraft II collects in Python).
+        A run that is not `active` keeps its state.
+        """
+        replay = self._store_runs(runners.replay, episodes, active)
+        learn = jax.vmap(self._learn_after_store, axis_name=SEED_AXIS)
+        return learn(runners.replace(replay=replay), totals, active, stats)
+
+    def _learn_after_store(
+        self, runner: RunnerState, totals: ChunkTotals, active: jax.Array, stats: EpisodeStats
+    ) -> tuple[RunnerState, ChunkTotals]:
+        """One run whose replay already holds this iteration's episodes: count, learn, update the target."""
         c = self.config
         start, start_totals = runner, totals
-        key, collect_key = jax.random.split(runner.key)
-        epsilon = self.epsilon(runner.env_steps)
-        episodes, stats = run_episodes(
-            self.learner, self.env, runner.learner.params.agent, collect_key, c.num_envs, epsilon
-        )
-        replay = self._store(runner.replay, episodes, active)
+        key, _ = jax.random.split(runner.key)
         runner = runner.replace(
-            replay=replay,
             key=key,
             env_steps=runner.env_steps + stats.lengths.sum(),
             episodes=runner.episodes + c.num_envs,
@@ -199,13 +241,15 @@ class Trainer:
             lengths=totals.lengths + stats.lengths.sum(),
         )
         # Updates owed per collected episode; none until the replay holds a full batch (as PyMARL).
-        can_learn = self.buffer.can_sample(replay)
+        can_learn = self.buffer.can_sample(runner.replay)
         credit = runner.update_credit + c.num_envs * c.updates_per_episode
         n_updates = jnp.where(can_learn, jnp.floor(credit), 0.0).astype(jnp.int32)
         runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
         runner, totals = self._learn(runner, n_updates, totals)
         runner = self._update_target(runner)
+        # the replay is left out of the selection: selecting it would copy it (it was stored as it should be)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(active, n, o), new, old)  # noqa: E731
+        replay = runner.replay
         runner = keep(runner.replace(replay=None), start.replace(replay=None)).replace(replay=replay)
         return runner, keep(totals, start_totals)
 
@@ -217,7 +261,7 @@ class Trainer:
         The loop runs while any run is short of its stop and is written outside the seed vmap: a vmapped
         loop with a per-seed condition would select between the old and new state of every run in every
         iteration, replay included, which costs a copy of every replay per iteration. Here a run that has
-        reached its stop just keeps its state (see `iteration` and `_store`).
+        reached its stop just keeps its state (see `_store_runs` and `_learn_after_store`).
         """
 
         def active(runners):  # [S] bool
@@ -225,7 +269,8 @@ class Trainer:
 
         def body(carry):
             runners, totals = carry
-            return jax.vmap(self.iteration, axis_name=SEED_AXIS)(runners, totals, active(runners))
+            episodes, stats = jax.vmap(self.collect)(runners)
+            return self.absorb_runs(runners, totals, active(runners), episodes, stats)
 
         totals = jax.vmap(lambda _: ChunkTotals.zeros())(stop_env_steps)
         return jax.lax.while_loop(lambda carry: active(carry[0]).any(), body, (runners, totals))
@@ -243,15 +288,81 @@ class Trainer:
     # Always vmapped, even for one seed: one code path, and the learner's collectives need the axis.
     @cached_property
     def init_runs(self):
-        return jax.jit(jax.vmap(self.init, axis_name=SEED_AXIS))
+        """keys [S, 2] -> S fresh runs, each equal to `init` of its key.
+
+        The networks are initialised one run at a time: vmapped, the GRU's orthogonal initialisers become
+        one batched QR whose LAPACK kernel waits on XLA:CPU's intra-op pool from inside that pool, and on
+        2 cores it could wait forever (the process then sat idle at the start of a run).
+        """
+        init_learner = jax.jit(self.learner.init)
+        new_runners = jax.jit(jax.vmap(self._new_runner))
+
+        def init_runs(keys: jax.Array) -> RunnerState:
+            learner_keys, run_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
+            learners = [init_learner(key) for key in learner_keys]
+            return new_runners(jax.tree.map(lambda *runs: jnp.stack(runs), *learners), run_keys)
+
+        return init_runs
 
     @cached_property
     def train_runs_until(self):
+        if self.host_side:
+            return self._train_runs_until_host
         return jax.jit(self.train_runs_until_unjitted, donate_argnums=(0,))
 
     @cached_property
     def evaluate_runs(self):
+        if self.host_side:
+            return self._evaluate_runs_host
         return jax.jit(jax.vmap(self.evaluate, axis_name=SEED_AXIS))
+
+    # ----- the same loop with episodes collected in Python (host-side environments) -----
+    @cached_property
+    def host_rollout(self) -> HostRollout:
+        c = self.config
+        instances = itertools.count()
+        make = lambda: make_env(c.map, backend=c.backend, seed=c.seed * 1000 + next(instances))  # noqa: E731
+        return HostRollout(self.learner, make, c.num_seeds, c.num_envs)
+
+    @cached_property
+    def _host_step(self):
+        """Key to collect with and epsilon, per run; then the compiled store / learn / target update."""
+        collect = jax.jit(jax.vmap(lambda r: (jax.random.split(r.key)[1], self.epsilon(r.env_steps))))
+        absorb = jax.jit(self.absorb_runs, donate_argnums=(0,))
+        return collect, absorb
+
+    def _train_runs_until_host(self, runners: RunnerState, stop_env_steps, stop_episodes):
+        collect, absorb = self._host_step
+        totals = jax.vmap(lambda _: ChunkTotals.zeros())(jnp.asarray(stop_env_steps))
+        while True:
+            active = (np.asarray(runners.env_steps) < stop_env_steps) & (np.asarray(runners.episodes) < stop_episodes)
+            if not active.any():
+                return runners, totals
+            keys, epsilon = collect(runners)
+            episodes, stats = self.host_rollout.run(runners.learner.params.agent, keys, epsilon, active)
+            runners, totals = absorb(runners, totals, jnp.asarray(active), episodes, stats)
+
+    def _evaluate_runs_host(self, agent_params, keys: jax.Array) -> dict[str, np.ndarray]:
+        """`test_episodes` greedy episodes per run, in rounds of num_envs (the games already running)."""
+        c, rollout = self.config, self.host_rollout
+        rounds = math.ceil(c.test_episodes / c.num_envs)
+        greedy, everyone = np.zeros(c.num_seeds, np.float32), np.ones(c.num_seeds, bool)
+        results = []
+        for r in range(rounds):
+            round_keys = keys if r == 0 else jax.vmap(lambda k, r=r: jax.random.fold_in(k, r))(keys)
+            results.append(rollout.run(agent_params, round_keys, greedy, everyone)[1])
+        stats = {name: np.concatenate([getattr(s, name) for s in results], axis=1)[:, : c.test_episodes]
+                 for name in ("won", "returns", "lengths")}
+        return {
+            "test_win_rate": stats["won"].mean(axis=1),
+            "test_return": stats["returns"].mean(axis=1),
+            "test_length": stats["lengths"].mean(axis=1),
+        }
+
+    def close(self) -> None:
+        """Stop host-side environments (real StarCraft II games), if any were started."""
+        if self.host_side and "host_rollout" in self.__dict__:
+            self.host_rollout.close()
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:

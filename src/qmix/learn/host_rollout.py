@@ -1,0 +1,124 @@
+"""Whole episodes in host-side environments (real StarCraft II), acting with the compiled policy.
+
+The counterpart of rollout.run_episodes for environments stepped from Python: the same episode layout,
+the same padding, and the same use of random keys (so a host environment that behaves like a JAX one
+gives the very same episodes). Runs are a leading axis S, each with E environments of its own.
+Axes: S runs, E environments per run, T steps, N agents, A actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+import jax
+import numpy as np
+
+from qmix.envs.sc2 import HostStep
+from qmix.learn.learner import Episodes, Learner
+from qmix.learn.rollout import EpisodeStats, select_actions
+
+
+class HostEnvironment(Protocol):
+    n_agents: int
+    n_actions: int
+    obs_dim: int
+    state_dim: int
+    episode_limit: int
+
+    def reset(self) -> HostStep: ...
+
+    def step(self, actions: np.ndarray) -> HostStep: ...
+
+    def close(self) -> None: ...
+
+
+class HostRollout:
+    """S x E host environments, made on first use, and one compiled policy step for all of them."""
+
+    def __init__(self, learner: Learner, make_env: Callable[[], HostEnvironment], num_runs: int, n_envs: int):
+        self.learner = learner
+        self.make_env = make_env
+        self.num_runs = num_runs
+        self.n_envs = n_envs
+        self._envs: list[list[HostEnvironment]] | None = None
+        self._begin = jax.jit(jax.vmap(lambda key: jax.random.split(key)[1]))
+        self._act = jax.jit(jax.vmap(self._policy_step))
+
+    @property
+    def envs(self) -> list[list[HostEnvironment]]:
+        if self._envs is None:
+            self._envs = [[self.make_env() for _ in range(self.n_envs)] for _ in range(self.num_runs)]
+        return self._envs
+
+    def close(self) -> None:
+        for run_envs in self._envs or []:
+            for env in run_envs:
+                env.close()
+        self._envs = None
+
+    def _policy_step(self, agent_params, key, hidden, obs, last_actions, avail, epsilon):
+        """One run: [E, ...] in; the key is split as in rollout.run_episodes."""
+        key, act_key, _ = jax.random.split(key, 3)
+        hidden, q = self.learner.act_values(agent_params, hidden, obs, last_actions)
+        return key, hidden, select_actions(act_key, q, avail, epsilon)
+
+    def run(self, agent_params, keys: jax.Array, epsilon: jax.Array, active: np.ndarray
+            ) -> tuple[Episodes, EpisodeStats]:
+        """One episode in each environment of each active run; inactive runs get padding.
+
+        agent_params and keys [S, 2] and epsilon [S] carry the run axis; returns numpy [S, E, ...].
+        """
+        S, E = self.num_runs, self.n_envs
+        first_env = self.envs[0][0]
+        T, N, A = first_env.episode_limit, first_env.n_agents, first_env.n_actions
+        episodes = Episodes(
+            obs=np.zeros((S, E, T + 1, N, first_env.obs_dim), np.float32),
+            state=np.zeros((S, E, T + 1, first_env.state_dim), np.float32),
+            avail=np.zeros((S, E, T + 1, N, A), bool),
+            actions=np.zeros((S, E, T, N), np.int32),
+            rewards=np.zeros((S, E, T), np.float32),
+            terminated=np.zeros((S, E, T), bool),
+            truncated=np.zeros((S, E, T), bool),
+            filled=np.zeros((S, E, T), bool),
+        )
+        returns, won, lengths = np.zeros((S, E), np.float32), np.zeros((S, E), bool), np.zeros((S, E), np.int32)
+        running = np.zeros((S, E), bool)
+        obs = np.zeros((S, E, N, first_env.obs_dim), np.float32)
+        avail = np.zeros((S, E, N, A), bool)
+        avail[..., 0] = True  # placeholder for inactive runs: never stepped, but argmax needs a legal action
+        for s in np.flatnonzero(active):
+            for e, env in enumerate(self.envs[s]):
+                first = env.reset()
+                obs[s, e], avail[s, e] = first.obs, first.avail_actions
+                episodes.obs[s, e, 0], episodes.state[s, e, 0] = first.obs, first.state
+                episodes.avail[s, e, 0] = first.avail_actions
+                running[s, e] = True
+
+        keys = self._begin(keys)
+        hidden = np.asarray(self.learner.initial_hidden(S, E))
+        last_actions = -np.ones((S, E, N), np.int32)
+        t = 0
+        while t < T and running.any():
+            new_keys, new_hidden, actions = self._act(agent_params, keys, hidden, obs, last_actions, avail, epsilon)
+            # a run whose episodes have all ended stops drawing keys, as the compiled loop does per run
+            run_on = running.any(axis=1)  # [S]
+            keys = np.where(run_on[:, None], np.asarray(new_keys), np.asarray(keys))
+            hidden = np.where(run_on[:, None, None, None], np.asarray(new_hidden), hidden)
+            actions = np.asarray(actions)
+            for s, e in zip(*np.nonzero(running), strict=True):
+                step = self.envs[s][e].step(actions[s, e])
+                episodes.obs[s, e, t + 1], episodes.state[s, e, t + 1] = step.obs, step.state
+                episodes.avail[s, e, t + 1] = step.avail_actions
+                episodes.actions[s, e, t], episodes.rewards[s, e, t] = actions[s, e], step.reward
+                truncated = step.truncated or (t + 1 >= T and not step.terminated)
+                episodes.terminated[s, e, t], episodes.truncated[s, e, t] = step.terminated, truncated
+                episodes.filled[s, e, t] = True
+                returns[s, e] += step.reward
+                won[s, e] |= step.won
+                lengths[s, e] += 1
+                obs[s, e], avail[s, e] = step.obs, step.avail_actions
+                running[s, e] = not (step.terminated or truncated)
+            last_actions = np.where(run_on[:, None, None], actions, last_actions)
+            t += 1
+        return episodes, EpisodeStats(returns=returns, won=won, lengths=lengths)

@@ -7,7 +7,7 @@ a test point or the budget is reached; the host only touches logging, tests and 
 those chunks. Every function is written for one run and vmapped over a leading seed axis S.
 
 Host-side environments (real StarCraft II) cannot run inside the compiled loop: for them the episodes
-are collected in Python (host_rollout.py) and the rest of an iteration (`absorb_runs`) is the same compiled code.
+are collected in Python (host_rollout.py) and the rest of an iteration (`absorb`) is the same compiled code.
 """
 
 from __future__ import annotations
@@ -169,37 +169,20 @@ class Trainer:
         last = jnp.where(due, runner.episodes, runner.last_target_update_episode)
         return runner.replace(learner=learner_state, last_target_update_episode=last)
 
-    def _store_runs(self, replay, episodes: Episodes, active: jax.Array):
-        """All runs [S]: write each active run's E new episodes [S, E, ...] at its own write position.
+    def _store(self, replay, episodes: Episodes, active: jax.Array):
+        """Add the iteration's episodes to the replay; a run that is not active leaves it as it was.
 
-        Written outside the seed vmap as one in-place dynamic_update_slice per (run, episode): a vmapped
-        `buffer.add` becomes a scatter with per-run indices, which XLA:CPU runs over the whole replay
-        (its cost grew with the replay, about 4 GB a run on 8m). An inactive run keeps its replay as it was.
-        Follows flashbax's item-buffer layout: experience [S, 1, capacity, ...], current_index, is_full [S].
+        An inactive run writes back the episodes already in the slots it would have used and keeps its
+        write position, so the cost is that of the new episodes, never of a copy of the whole replay.
+        (Relies on flashbax's item buffer layout: experience [1, buffer_size, ...] and current_index.)
         """
-        num_runs, num_envs = active.shape[0], self.config.num_envs
-        capacity = self.config.buffer_size_episodes
-
-        def write_one(i, experience):
-            run, env = i // num_envs, i % num_envs
-            slot = (replay.current_index[run] + env) % capacity
-
-            def write_leaf(buffer, new):  # buffer [S, 1, C, ...], new [S, E, ...]
-                start = (run, 0, slot) + (0,) * (buffer.ndim - 3)
-                episode = jax.lax.dynamic_index_in_dim(
-                    jax.lax.dynamic_index_in_dim(new, run, keepdims=False), env, keepdims=False
-                )[None, None, None]  # [1, 1, 1, ...]: one run, the buffer's unit axis, one slot
-                present = jax.lax.dynamic_slice(buffer, start, episode.shape)  # an inactive run writes it back
-                return jax.lax.dynamic_update_slice(buffer, jnp.where(active[run], episode, present), start)
-
-            return jax.tree.map(write_leaf, experience, episodes)
-
-        experience = jax.lax.fori_loop(0, num_runs * num_envs, write_one, replay.experience)
-        written = replay.current_index + num_envs
-        return replay.replace(
-            experience=experience,
-            current_index=jnp.where(active, written % capacity, replay.current_index),
-            is_full=jnp.where(active, replay.is_full | (written >= capacity), replay.is_full),
+        slots = (jnp.arange(self.config.num_envs) + replay.current_index) % self.config.buffer_size_episodes
+        present = jax.tree.map(lambda x: x[0, slots], replay.experience)
+        data = jax.tree.map(lambda new, old: jnp.where(active, new, old), episodes, present)
+        added = self.buffer.add(replay, data)
+        return added.replace(
+            current_index=jnp.where(active, added.current_index, replay.current_index),
+            is_full=jnp.where(active, added.is_full, replay.is_full),
         )
 
     def collect(self, runner: RunnerState) -> tuple[Episodes, EpisodeStats]:
@@ -210,26 +193,19 @@ class Trainer:
             self.epsilon(runner.env_steps),
         )
 
-    def absorb_runs(
-        self, runners: RunnerState, totals: ChunkTotals, active: jax.Array, episodes: Episodes, stats: EpisodeStats
+    def absorb(
+        self, runner: RunnerState, totals: ChunkTotals, active: jax.Array, episodes: Episodes, stats: EpisodeStats
     ) -> tuple[RunnerState, ChunkTotals]:
-        """All runs [S], after collecting `episodes` [S, E, ...]: store them, learn, update the targets.
+        """One run, after collecting `episodes` [E, ...]: store them, learn, update the target.
 
         Shared by the compiled loop and the host-side one (real StarCraft II collects in Python).
         A run that is not `active` keeps its state.
         """
-        replay = self._store_runs(runners.replay, episodes, active)
-        learn = jax.vmap(self._learn_after_store, axis_name=SEED_AXIS)
-        return learn(runners.replace(replay=replay), totals, active, stats)
-
-    def _learn_after_store(
-        self, runner: RunnerState, totals: ChunkTotals, active: jax.Array, stats: EpisodeStats
-    ) -> tuple[RunnerState, ChunkTotals]:
-        """One run whose replay already holds this iteration's episodes: count, learn, update the target."""
         c = self.config
         start, start_totals = runner, totals
         key, _ = jax.random.split(runner.key)
         runner = runner.replace(
+            replay=self._store(runner.replay, episodes, active),
             key=key,
             env_steps=runner.env_steps + stats.lengths.sum(),
             episodes=runner.episodes + c.num_envs,
@@ -247,7 +223,7 @@ class Trainer:
         runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
         runner, totals = self._learn(runner, n_updates, totals)
         runner = self._update_target(runner)
-        # the replay is left out of the selection: selecting it would copy it (it was stored as it should be)
+        # the replay is left out of the selection: selecting it would copy it (_store already kept it)
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(active, n, o), new, old)  # noqa: E731
         replay = runner.replay
         runner = keep(runner.replace(replay=None), start.replace(replay=None)).replace(replay=replay)
@@ -261,7 +237,7 @@ class Trainer:
         The loop runs while any run is short of its stop and is written outside the seed vmap: a vmapped
         loop with a per-seed condition would select between the old and new state of every run in every
         iteration, replay included, which costs a copy of every replay per iteration. Here a run that has
-        reached its stop just keeps its state (see `_store_runs` and `_learn_after_store`).
+        reached its stop just keeps its state (see `absorb` and `_store`).
         """
 
         def active(runners):  # [S] bool
@@ -270,7 +246,7 @@ class Trainer:
         def body(carry):
             runners, totals = carry
             episodes, stats = jax.vmap(self.collect)(runners)
-            return self.absorb_runs(runners, totals, active(runners), episodes, stats)
+            return jax.vmap(self.absorb, axis_name=SEED_AXIS)(runners, totals, active(runners), episodes, stats)
 
         totals = jax.vmap(lambda _: ChunkTotals.zeros())(stop_env_steps)
         return jax.lax.while_loop(lambda carry: active(carry[0]).any(), body, (runners, totals))
@@ -328,7 +304,7 @@ class Trainer:
     def _host_step(self):
         """Key to collect with and epsilon, per run; then the compiled store / learn / target update."""
         collect = jax.jit(jax.vmap(lambda r: (jax.random.split(r.key)[1], self.epsilon(r.env_steps))))
-        absorb = jax.jit(self.absorb_runs, donate_argnums=(0,))
+        absorb = jax.jit(jax.vmap(self.absorb, axis_name=SEED_AXIS), donate_argnums=(0,))
         return collect, absorb
 
     def _train_runs_until_host(self, runners: RunnerState, stop_env_steps, stop_episodes):

@@ -87,3 +87,36 @@ def test_qmix_learns_3m_above_the_random_policy(tmp_path):
     first, last = summary.history[0][0], summary.history[0][-1]
     assert first["test_win_rate"] <= 0.1  # the untrained greedy policy
     assert last["test_win_rate"] >= 0.3, summary.history
+
+
+def _qr_operand_shapes(jaxpr) -> list[tuple[int, ...]]:
+    """Shapes of every QR factorisation's operand in a jaxpr, nested calls included."""
+    shapes = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in ("geqrf", "qr", "householder_product"):
+            shapes.append(tuple(eqn.invars[0].aval.shape))
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (list, tuple)) else [value]:
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    shapes += _qr_operand_shapes(inner)
+    return shapes
+
+
+def test_runs_start_without_a_batched_qr_and_equal_one_run_each():
+    """The GRU's orthogonal initialisers factorise matrices; vmapped over seeds that became one batched
+    LAPACK QR, which could wait forever on XLA:CPU's 2-thread pool. Every QR must be of one matrix."""
+    import jax
+
+    from qmix.learn.train import seed_keys
+
+    trainer = Trainer(build_config(preset="default", **{**TINY, "num_seeds": 3}))
+    keys = seed_keys(0, 3)
+    shapes = _qr_operand_shapes(jax.make_jaxpr(trainer.init_runs)(keys).jaxpr)
+    assert shapes and all(len(shape) == 2 for shape in shapes), shapes
+    runs = trainer.init_runs(keys)
+    for k in range(3):
+        alone = trainer.init(keys[k])
+        for got, want in zip(jax.tree.leaves(runs.learner), jax.tree.leaves(alone.learner), strict=True):
+            np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want))
+        np.testing.assert_array_equal(np.asarray(runs.key[k]), np.asarray(alone.key))

@@ -57,3 +57,24 @@ def test_smoke_scale_runs_end_to_end(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main()
     assert capsys.readouterr().out.count("reusing") == 6
+
+
+def test_parallel_workers_share_the_pairs(tmp_path, monkeypatch):
+    """A pair another process is training (its lock held) is skipped; the lock goes when its holder ends."""
+    from qmix import reproduce as rep
+    from qmix.results import report
+
+    trained = []
+    monkeypatch.setattr(rep, "two_step_results", lambda scale, out: {})
+    monkeypatch.setattr(rep, "heuristic_results", lambda scale, maps, out: {})
+    monkeypatch.setattr(report, "write_report", lambda out, *args: out / "report.md")
+    monkeypatch.setattr(rep, "run_pair", lambda scale, m, a, out, progress: trained.append((m, a)))
+    busy = tmp_path / "runs" / "3m-vdn"
+    with rep.claim(busy) as mine:
+        assert mine
+        with rep.claim(busy) as again:
+            assert not again  # a second claim, as another process would make it, fails
+        rep.reproduce("smoke", tmp_path, progress=False)
+    assert ("3m", "vdn") not in trained and ("3m", "iql") in trained and ("3m", "qmix") in trained
+    with rep.claim(busy) as mine:
+        assert mine  # released

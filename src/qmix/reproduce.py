@@ -3,12 +3,16 @@
 Three parts (PAPER.md sections 3, 4): the two-step game (Table 1); the micromanagement comparison of IQL,
 VDN and QMIX; the ablations (QMIX, QMIX-NS, QMIX-Lin, VDN-S). Each (map, algorithm) pair is one run folder
 with all its seeds trained side by side; a pair whose folder is complete is reused, not rerun.
+Several `qmix reproduce` processes with the same --out share the work: each pair is locked while it trains.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +84,23 @@ def run_is_complete(run_dir: Path, num_seeds: int, seed: int = 0) -> bool:
         return False
     folders = [run_dir] if num_seeds == 1 else [run_dir / f"seed_{seed + k}" for k in range(num_seeds)]
     return all((f / "params.msgpack").exists() for f in folders)
+
+
+@contextlib.contextmanager
+def claim(run_dir: Path) -> Iterator[bool]:
+    """Hold the pair's lock while it trains; yields False when another process holds it.
+
+    An exclusive flock on a file beside the run folder: the system releases it when the holder ends,
+    however it ends, so a killed process never leaves a stale claim.
+    """
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
 
 
 def run_pair(scale: Scale, map_name: str, alg: str, out: Path, progress: bool) -> Path:
@@ -157,10 +178,14 @@ def reproduce(
     if not report_only:
         for map_name, alg in pairs:
             run_dir = out / "runs" / f"{map_name}-{alg}"
-            if run_is_complete(run_dir, scale.seeds):
-                print(f"reusing {run_dir}")
-                continue
-            run_pair(scale, map_name, alg, out, progress)
+            with claim(run_dir) as mine:
+                if not mine:
+                    print(f"skipping {run_dir}: another `qmix reproduce` is training it")
+                    continue
+                if run_is_complete(run_dir, scale.seeds):
+                    print(f"reusing {run_dir}")
+                    continue
+                run_pair(scale, map_name, alg, out, progress)
             report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
     print(f"reproduction ({scale_name}) finished in {time.perf_counter() - start:.0f} s: {report}")
     return report

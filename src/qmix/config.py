@@ -23,9 +23,9 @@ class ConfigError(ValueError):
     """A setting is wrong. The message is one line: what, where, how to fix."""
 
 
-# Each algorithm of the paper is a mixer over the one shared learner (PAPER.md section 2).
-BACKENDS = ("smax", "sc2")
+BACKENDS = ("smax", "sc2")  # SMAX in JAX (compiled), or real StarCraft II through SMAC (docs/sc2.md)
 
+# Each algorithm of the paper is a mixer over the one shared learner (PAPER.md section 2).
 ALGORITHMS: dict[str, str] = {
     "qmix": "qmix",
     "vdn": "vdn",

@@ -161,7 +161,6 @@ def train(
     trainer = trainer or Trainer(config)
     clock = _Clock()
     runners = trainer.init_runs(seed_keys(config.seed, config.num_seeds))
-    jax.block_until_ready(runners)  # finish on-device work before the checkpointer starts its threads
     store = CheckpointStore(run_dir, config.keep_checkpoints)
     session = _Session(config, run_dir, trainer, store, LoopState.fresh(config.num_seeds), clock,
                        tensorboard, on_checkpoint)

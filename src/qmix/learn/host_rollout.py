@@ -16,7 +16,7 @@ import numpy as np
 
 from qmix.envs.sc2 import HostStep
 from qmix.learn.learner import Episodes, Learner
-from qmix.learn.rollout import EpisodeStats, select_actions
+from qmix.learn.rollout import EpisodeStats, policy_step
 
 
 class HostEnvironment(Protocol):
@@ -58,10 +58,9 @@ class HostRollout:
         self._envs = None
 
     def _policy_step(self, agent_params, key, hidden, obs, last_actions, avail, epsilon):
-        """One run: [E, ...] in; the key is split as in rollout.run_episodes."""
-        key, act_key, _ = jax.random.split(key, 3)
-        hidden, q = self.learner.act_values(agent_params, hidden, obs, last_actions)
-        return key, hidden, select_actions(act_key, q, avail, epsilon)
+        key, _, hidden, actions = policy_step(self.learner, agent_params, key, hidden, obs, last_actions, avail,
+                                              epsilon)
+        return key, hidden, actions
 
     def run(self, agent_params, keys: jax.Array, epsilon: jax.Array, active: np.ndarray
             ) -> tuple[Episodes, EpisodeStats]:

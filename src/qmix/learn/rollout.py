@@ -35,6 +35,16 @@ def select_actions(key: jax.Array, q: jax.Array, avail: jax.Array, epsilon: jax.
     return jnp.where(explore, random, greedy).astype(jnp.int32)
 
 
+def policy_step(learner: Learner, agent_params, key, hidden, obs, last_actions, avail, epsilon):
+    """One decentralised, epsilon-greedy step for E environments: -> next key, env-step key, hidden, actions.
+
+    Shared by the compiled rollout and the host-side one, so both use the keys the same way.
+    """
+    key, act_key, step_key = jax.random.split(key, 3)
+    hidden, q = learner.act_values(agent_params, hidden, obs, last_actions)  # [E, N, A]
+    return key, step_key, hidden, select_actions(act_key, q, avail, epsilon)
+
+
 def _where_active(active: jax.Array, new, old):
     """Per environment: take `new` where the episode is still running, else keep `old`."""
 
@@ -82,9 +92,9 @@ def run_episodes(
 
     def play_step(carry):
         t, key, env_state, timestep, hidden, last_actions, episodes, stats, running = carry
-        key, act_key, step_key = jax.random.split(key, 3)
-        hidden, q = learner.act_values(agent_params, hidden, timestep.obs, last_actions)  # [E, N, A]
-        actions = select_actions(act_key, q, timestep.avail_actions, epsilon)  # [E, N]
+        key, step_key, hidden, actions = policy_step(
+            learner, agent_params, key, hidden, timestep.obs, last_actions, timestep.avail_actions, epsilon
+        )  # actions [E, N]
         new_env_state, new_ts = jax.vmap(env.step)(jax.random.split(step_key, n_envs), env_state, actions)
         # Time limit: the adapter may not know the configured limit, so the rollout enforces it too.
         at_limit = (t + 1 >= T) & ~new_ts.terminated

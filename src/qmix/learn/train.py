@@ -185,13 +185,14 @@ class Trainer:
             is_full=jnp.where(active, added.is_full, replay.is_full),
         )
 
+    def collect_inputs(self, runner: RunnerState) -> tuple[jax.Array, jax.Array]:
+        """One run: the key to collect with (split(runner.key)[1]; `absorb` keeps [0]) and epsilon."""
+        return jax.random.split(runner.key)[1], self.epsilon(runner.env_steps)
+
     def collect(self, runner: RunnerState) -> tuple[Episodes, EpisodeStats]:
-        """One run: an epsilon-greedy episode in each of its environments, with the key split(runner.key)[1]."""
-        _, collect_key = jax.random.split(runner.key)
-        return run_episodes(
-            self.learner, self.env, runner.learner.params.agent, collect_key, self.config.num_envs,
-            self.epsilon(runner.env_steps),
-        )
+        """One run: an epsilon-greedy episode in each of its environments."""
+        key, epsilon = self.collect_inputs(runner)
+        return run_episodes(self.learner, self.env, runner.learner.params.agent, key, self.config.num_envs, epsilon)
 
     def absorb(
         self, runner: RunnerState, totals: ChunkTotals, active: jax.Array, episodes: Episodes, stats: EpisodeStats
@@ -254,11 +255,7 @@ class Trainer:
     def evaluate(self, agent_params, key: jax.Array) -> dict[str, jax.Array]:
         """`test_episodes` greedy, decentralised episodes: win rate, mean return, mean length."""
         _, stats = run_episodes(self.learner, self.env, agent_params, key, self.config.test_episodes, 0.0)
-        return {
-            "test_win_rate": stats.won.mean(),
-            "test_return": stats.returns.mean(),
-            "test_length": stats.lengths.mean(),
-        }
+        return evaluation_metrics(stats)
 
     # ----- many runs side by side: compiled once, vmapped over the seed axis S -----
     # Always vmapped, even for one seed: one code path, and the learner's collectives need the axis.
@@ -303,7 +300,7 @@ class Trainer:
     @cached_property
     def _host_step(self):
         """Key to collect with and epsilon, per run; then the compiled store / learn / target update."""
-        collect = jax.jit(jax.vmap(lambda r: (jax.random.split(r.key)[1], self.epsilon(r.env_steps))))
+        collect = jax.jit(jax.vmap(self.collect_inputs))
         absorb = jax.jit(jax.vmap(self.absorb, axis_name=SEED_AXIS), donate_argnums=(0,))
         return collect, absorb
 
@@ -327,18 +324,22 @@ class Trainer:
         for r in range(rounds):
             round_keys = keys if r == 0 else jax.vmap(lambda k, r=r: jax.random.fold_in(k, r))(keys)
             results.append(rollout.run(agent_params, round_keys, greedy, everyone)[1])
-        stats = {name: np.concatenate([getattr(s, name) for s in results], axis=1)[:, : c.test_episodes]
-                 for name in ("won", "returns", "lengths")}
-        return {
-            "test_win_rate": stats["won"].mean(axis=1),
-            "test_return": stats["returns"].mean(axis=1),
-            "test_length": stats["lengths"].mean(axis=1),
-        }
+        stats = jax.tree.map(lambda *parts: np.concatenate(parts, axis=1)[:, : c.test_episodes], *results)
+        return evaluation_metrics(stats)
 
     def close(self) -> None:
         """Stop host-side environments (real StarCraft II games), if any were started."""
         if self.host_side and "host_rollout" in self.__dict__:
             self.host_rollout.close()
+
+
+def evaluation_metrics(stats: EpisodeStats) -> dict:
+    """Greedy test episodes [..., episodes] -> win rate, mean return and mean length [...]."""
+    return {
+        "test_win_rate": stats.won.mean(axis=-1),
+        "test_return": stats.returns.mean(axis=-1),
+        "test_length": stats.lengths.mean(axis=-1),
+    }
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:

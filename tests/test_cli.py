@@ -94,6 +94,10 @@ BAD_INPUTS = [
     (["train", "--resume", "NO_CHECKPOINT", "lr=0.1"], ["only env_steps", "lr (0.001 -> 0.1)"]),
     (["train", "--resume", "NO_CHECKPOINT", "--preset", "pymarl"], ["--preset cannot be used with --resume"]),
     (["train", "--resume", "NO_CHECKPOINT", "--out", "elsewhere"], ["--out cannot be used with --resume"]),
+    (["evaluate", "/nonexistent/run"], ["run folder '/nonexistent/run' does not exist"]),
+    (["evaluate", "NOT_A_RUN"], ["is not a run folder", "config.yaml"]),
+    (["evaluate", "NO_CHECKPOINT"], ["no final parameters", "qmix train --resume"]),
+    (["evaluate", "NO_CHECKPOINT", "--episodes", "0"], ["--episodes must be at least 1"]),
 ]
 
 

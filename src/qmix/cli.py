@@ -114,6 +114,21 @@ def two_step(
 
 
 @app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder `qmix train` wrote (finished: it holds params.msgpack)")],
+    episodes: Annotated[int, typer.Option(help="greedy test episodes per run")] = 512,
+    seed: Annotated[int, typer.Option(help="random seed of the test games (the same seed, the same games)")] = 12345,
+) -> None:
+    """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json."""
+    from qmix.evaluate import RESULT_FILE, evaluate_run, format_evaluation
+
+    result = evaluate_run(run_dir, episodes=episodes, seed=seed)
+    for line in format_evaluation(result):
+        typer.echo(line)
+    typer.echo(f"wrote {run_dir / RESULT_FILE}")
+
+
+@app.command()
 def heuristic(
     map: Annotated[str, typer.Option("--map", help="map name")] = "3m",
     episodes: Annotated[int, typer.Option(help="episodes to play")] = 200,

@@ -1,0 +1,166 @@
+"""Greedy, decentralised evaluation of a finished run: the paper's test protocol at any number of episodes.
+
+`qmix evaluate RUN_DIR` loads each run's final parameters, plays `episodes` greedy episodes (epsilon 0,
+each agent acting on its own observations) and reports the win rate with a 95% Wilson interval, how the
+other episodes ended (lost: every ally dead; or cut by the time limit), the mean return and length; with several seeds
+also the mean over runs with a 95% t interval. The result is written atomically to RUN_DIR/evaluation.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from qmix.checkpoint import write_atomic
+from qmix.config import Config, ConfigError
+from qmix.envs.heuristic import wilson_interval
+from qmix.learn.rollout import run_episodes
+from qmix.learn.train import Trainer
+from qmix.results.stats import mean_ci
+from qmix.run import load_run_config, seed_folders
+
+PARAMS_FILE = "params.msgpack"
+RESULT_FILE = "evaluation.json"
+ROUND_EPISODES = 256  # episodes played side by side; more are played in rounds (bounded memory)
+
+
+@dataclass
+class SeedEvaluation:
+    """One run's greedy episodes; the rates are fractions of `episodes` and add up to 1."""
+
+    folder: str
+    episodes: int
+    win_rate: float
+    win_ci_low: float
+    win_ci_high: float
+    lost: float  # ended without a win before the time limit (on SMAX: every ally dead)
+    time_limit: float  # the episode reached the map's time limit
+    mean_return: float
+    mean_length: float
+
+
+@dataclass
+class RunEvaluation:
+    run_dir: str
+    map: str
+    alg: str
+    episodes: int
+    seed: int
+    runs: list[SeedEvaluation]
+    mean_win_rate: float
+    mean_win_rate_ci: float | None  # half-width of the 95% t interval over runs; None for one run
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+
+def _outcomes(learner, env, agent_params, key, n_episodes):
+    """[E] per-episode outcomes of `n_episodes` greedy episodes (compiled once per run config)."""
+    episodes, stats = run_episodes(learner, env, agent_params, key, n_episodes, 0.0)
+    return dict(
+        won=stats.won,
+        time_limit=jnp.any(episodes.truncated, axis=1),
+        returns=stats.returns,
+        lengths=stats.lengths,
+    )
+
+
+def _load_params(folder: Path, template):
+    path = folder / PARAMS_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"no final parameters in '{folder}' ({PARAMS_FILE} is written when training ends); "
+            f"finish the run with `qmix train --resume {folder if folder.name[:5] != 'seed_' else folder.parent}`"
+        )
+    try:
+        return serialization.from_bytes(template, path.read_bytes())
+    except Exception as error:  # msgpack or structure mismatch: the file does not belong to this config
+        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ConfigError(
+            f"'{path}' does not hold parameters for the run's config.yaml ({first_line}); "
+            "was it copied from another run?"
+        ) from None
+
+
+def evaluate_run(run_dir: Path, episodes: int = 512, seed: int = 12345, write: bool = True) -> RunEvaluation:
+    """Play `episodes` greedy episodes with every run's final parameters; the same seed gives the same games."""
+    run_dir = Path(run_dir)
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be at least 1, got {episodes}")
+    config: Config = load_run_config(run_dir)
+    if config.backend != "smax":
+        raise ConfigError(
+            f"`qmix evaluate` plays SMAX maps and the two-step game; '{run_dir}' trained with backend="
+            f"{config.backend} (its test win rates are in metrics.jsonl)"
+        )
+    folders = seed_folders(run_dir, config)
+    trainer = Trainer(config)
+    template = trainer.learner.init(jax.random.PRNGKey(0)).params
+    all_params = [_load_params(folder, template) for folder in folders]  # fail before any compiling
+
+    round_size = min(episodes, ROUND_EPISODES)
+    rounds = -(-episodes // round_size)
+    play = jax.jit(partial(_outcomes, trainer.learner, trainer.env, n_episodes=round_size))
+    results = []
+    for folder, params in zip(folders, all_params, strict=True):
+        parts = [jax.device_get(play(params.agent, jax.random.fold_in(jax.random.PRNGKey(seed), r)))
+                 for r in range(rounds)]
+        outcome = {name: np.concatenate([p[name] for p in parts])[:episodes] for name in parts[0]}
+        results.append(_summarise(folder, outcome, episodes))
+
+    win_rates = np.array([r.win_rate for r in results])
+    _, half_width, _ = mean_ci(win_rates)
+    evaluation = RunEvaluation(
+        run_dir=str(run_dir),
+        map=config.map,
+        alg=config.alg,
+        episodes=episodes,
+        seed=seed,
+        runs=results,
+        mean_win_rate=float(np.mean(win_rates)),
+        mean_win_rate_ci=float(half_width) if len(results) > 1 else None,
+    )
+    if write:
+        write_atomic(run_dir / RESULT_FILE, evaluation.to_json())
+    return evaluation
+
+
+def _summarise(folder: Path, outcome: dict[str, np.ndarray], episodes: int) -> SeedEvaluation:
+    won = outcome["won"].astype(bool)
+    time_limit = outcome["time_limit"].astype(bool) & ~won
+    wins = int(won.sum())
+    low, high = wilson_interval(wins, episodes)
+    return SeedEvaluation(
+        folder=str(folder),
+        episodes=episodes,
+        win_rate=wins / episodes,
+        win_ci_low=low,
+        win_ci_high=high,
+        lost=float((~won & ~time_limit).mean()),
+        time_limit=float(time_limit.mean()),
+        mean_return=float(outcome["returns"].mean()),
+        mean_length=float(outcome["lengths"].mean()),
+    )
+
+
+def format_evaluation(evaluation: RunEvaluation) -> list[str]:
+    """Human-readable lines: one per run, then the mean over runs."""
+    lines = []
+    for run in evaluation.runs:
+        lines.append(
+            f"{run.folder}: win rate {run.win_rate:.1%} [{run.win_ci_low:.1%}, {run.win_ci_high:.1%}] over "
+            f"{run.episodes} greedy episodes; lost {run.lost:.1%}, time limit {run.time_limit:.1%}; mean return {run.mean_return:.2f}, mean length {run.mean_length:.1f}"
+        )
+    if evaluation.mean_win_rate_ci is not None:
+        lines.append(
+            f"mean over {len(evaluation.runs)} runs: {evaluation.mean_win_rate:.1%} "
+            f"+- {evaluation.mean_win_rate_ci:.1%} (95% t interval)"
+        )
+    return lines

@@ -1,0 +1,92 @@
+"""`qmix evaluate`: greedy episodes from a finished run's parameters, checked against outcomes known by hand."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import serialization
+
+from qmix import evaluate as evaluation
+from qmix.config import ConfigError, build_config, config_to_yaml
+from qmix.envs.heuristic import wilson_interval
+from qmix.learn.train import Trainer
+from qmix.run import seed_folders
+
+
+def fixed_choice_params(trainer, action: int, key: int = 0):
+    """Parameters whose agents always prefer `action`: zero output weights, a bias of 1 on that action."""
+    params = trainer.learner.init(jax.random.PRNGKey(key)).params
+    q_layer = params.agent["params"]["q"]
+    bias = jnp.zeros_like(q_layer["bias"]).at[action].set(1.0)
+    agent = {"params": {**params.agent["params"], "q": {"kernel": jnp.zeros_like(q_layer["kernel"]), "bias": bias}}}
+    return params.replace(agent=agent)
+
+
+def write_run(folder, config, params_per_run):
+    """A run folder as `qmix train` leaves it: config.yaml, and params.msgpack per run."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text(config_to_yaml(config))
+    for run_folder, params in zip(seed_folders(folder, config), params_per_run, strict=True):
+        run_folder.mkdir(exist_ok=True)
+        (run_folder / "params.msgpack").write_bytes(serialization.to_bytes(params))
+
+
+@pytest.fixture(scope="module")
+def two_step_config():
+    return build_config(preset="two_step", num_seeds=2)
+
+
+def test_two_step_greedy_returns_are_the_payoffs_of_the_chosen_cells(tmp_path, two_step_config):
+    # Agent 1's first action picks the second-step matrix; everyone then plays the same action again.
+    # Always action 0: matrix 2A, payoff 7 whatever is played. Always action 1: matrix 2B, cell (1, 1) = 8.
+    trainer = Trainer(two_step_config)
+    write_run(tmp_path / "run", two_step_config, [fixed_choice_params(trainer, 0), fixed_choice_params(trainer, 1)])
+    result = evaluation.evaluate_run(tmp_path / "run", episodes=10, seed=0)
+    seven, eight = result.runs
+    assert (seven.mean_return, eight.mean_return) == (7.0, 8.0)
+    for run in result.runs:
+        assert run.episodes == 10 and run.mean_length == 2.0
+        assert (run.win_rate, run.lost, run.time_limit) == (0.0, 1.0, 0.0)  # the game has no win
+    assert result.mean_win_rate == 0.0 and result.mean_win_rate_ci == 0.0
+    saved = json.loads((tmp_path / "run" / evaluation.RESULT_FILE).read_text())
+    assert saved["runs"][1]["mean_return"] == 8.0 and saved["episodes"] == 10
+
+
+def test_smax_episodes_cut_by_the_time_limit_count_as_time_limit(tmp_path, monkeypatch):
+    # Three steps are too few for the teams (16 apart) to meet: every episode ends at the time limit.
+    config = build_config(preset="default", map="3m", episode_limit=3)
+    trainer = Trainer(config)
+    write_run(tmp_path / "run", config, [fixed_choice_params(trainer, 4)])  # "stop", always available
+    monkeypatch.setattr(evaluation, "ROUND_EPISODES", 8)  # 20 episodes: rounds of 8, 8 and 4 of 8
+    result = evaluation.evaluate_run(tmp_path / "run", episodes=20, seed=1)
+    (run,) = result.runs
+    assert (run.episodes, run.win_rate, run.lost, run.time_limit, run.mean_length) == (20, 0.0, 0.0, 1.0, 3.0)
+    assert (run.win_ci_low, run.win_ci_high) == pytest.approx(wilson_interval(0, 20))
+    assert result.mean_win_rate_ci is None  # one run: no interval over runs
+
+
+def test_the_same_seed_plays_the_same_games_and_another_seed_other_ones(tmp_path):
+    config = build_config(preset="default", map="3m")
+    trainer = Trainer(config)
+    write_run(tmp_path / "run", config, [trainer.learner.init(jax.random.PRNGKey(7)).params])
+    first = evaluation.evaluate_run(tmp_path / "run", episodes=24, seed=3, write=False).runs[0]
+    again = evaluation.evaluate_run(tmp_path / "run", episodes=24, seed=3, write=False).runs[0]
+    other = evaluation.evaluate_run(tmp_path / "run", episodes=24, seed=4, write=False).runs[0]
+    assert first == again
+    assert (first.mean_return, first.mean_length) != (other.mean_return, other.mean_length)
+    assert np.isclose(first.win_rate + first.lost + first.time_limit, 1.0)
+    assert not (tmp_path / "run" / evaluation.RESULT_FILE).exists()
+
+
+def test_an_unfinished_run_and_foreign_parameters_are_refused_in_one_line(tmp_path, two_step_config):
+    trainer = Trainer(two_step_config)
+    write_run(tmp_path / "run", two_step_config, [fixed_choice_params(trainer, 0)] * 2)
+    (tmp_path / "run" / "seed_1" / "params.msgpack").unlink()
+    with pytest.raises(ConfigError, match=r"no final parameters in .*seed_1.*qmix train --resume .*run`"):
+        evaluation.evaluate_run(tmp_path / "run")
+    (tmp_path / "run" / "seed_1" / "params.msgpack").write_bytes(b"not parameters")
+    with pytest.raises(ConfigError, match="does not hold parameters for the run's config.yaml") as error:
+        evaluation.evaluate_run(tmp_path / "run")
+    assert "\n" not in str(error.value)

@@ -90,3 +90,34 @@ def test_an_unfinished_run_and_foreign_parameters_are_refused_in_one_line(tmp_pa
     with pytest.raises(ConfigError, match="does not hold parameters for the run's config.yaml") as error:
         evaluation.evaluate_run(tmp_path / "run")
     assert "\n" not in str(error.value)
+
+
+def test_render_draws_every_world_step_of_one_greedy_episode(tmp_path):
+    from PIL import Image
+
+    from qmix.render import render_run
+
+    config = build_config(preset="default", map="3m", episode_limit=3)
+    trainer = Trainer(config)
+    write_run(tmp_path / "run", config, [fixed_choice_params(trainer, 4)])
+    episode = render_run(tmp_path / "run", tmp_path / "episode.gif", seed=2)
+    world_steps = trainer.env.smax.world_steps_per_env_step
+    assert (episode.steps, episode.frames, episode.won) == (3, 3 * world_steps, False)
+    with Image.open(tmp_path / "episode.gif") as gif:
+        assert gif.n_frames == 3 * world_steps
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial file left
+
+
+def test_render_refuses_what_it_cannot_draw_in_one_line(tmp_path, two_step_config):
+    from qmix.render import render_run
+
+    trainer = Trainer(two_step_config)
+    write_run(tmp_path / "run", two_step_config, [fixed_choice_params(trainer, 0)] * 2)
+    with pytest.raises(ConfigError, match="draws SMAX maps"):
+        render_run(tmp_path / "run")
+    config = build_config(preset="default", map="3m")
+    write_run(tmp_path / "smax", config, [Trainer(config).learner.init(jax.random.PRNGKey(0)).params])
+    with pytest.raises(ConfigError, match="--out must name a .gif file"):
+        render_run(tmp_path / "smax", tmp_path / "episode.mp4")
+    with pytest.raises(ConfigError, match="--run must be between 0 and 0"):
+        render_run(tmp_path / "smax", run=1)

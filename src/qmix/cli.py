@@ -129,6 +129,22 @@ def evaluate(
 
 
 @app.command()
+def render(
+    run_dir: Annotated[Path, typer.Argument(help="a finished run folder on a SMAX map")],
+    out: Annotated[Path | None, typer.Option("--out", help="GIF to write [default: <run>/episode_seed<seed>.gif]")] = None,
+    seed: Annotated[int, typer.Option(help="random seed of the episode")] = 0,
+    run: Annotated[int, typer.Option("--run", help="which run of a --seeds K folder (0 to K-1)")] = 0,
+) -> None:
+    """Draw one greedy, decentralised episode of a finished run as an animated GIF."""
+    from qmix.render import render_run
+
+    episode = render_run(run_dir, out, seed=seed, run=run)
+    outcome = "won" if episode.won else "not won"
+    typer.echo(f"{outcome} in {episode.steps} steps, return {episode.episode_return:.2f}; "
+               f"wrote {episode.path} ({episode.frames} frames)")
+
+
+@app.command()
 def heuristic(
     map: Annotated[str, typer.Option("--map", help="map name")] = "3m",
     episodes: Annotated[int, typer.Option(help="episodes to play")] = 200,

@@ -72,7 +72,9 @@ def _outcomes(learner, env, agent_params, key, n_episodes):
     )
 
 
-def _load_params(folder: Path, template):
+def load_final_params(folder: Path, trainer: Trainer):
+    """The final parameters `qmix train` wrote in a run's folder, or a one-line ConfigError saying why not."""
+    template = trainer.learner.init(jax.random.PRNGKey(0)).params
     path = folder / PARAMS_FILE
     if not path.is_file():
         raise ConfigError(
@@ -102,8 +104,7 @@ def evaluate_run(run_dir: Path, episodes: int = 512, seed: int = 12345, write: b
         )
     folders = seed_folders(run_dir, config)
     trainer = Trainer(config)
-    template = trainer.learner.init(jax.random.PRNGKey(0)).params
-    all_params = [_load_params(folder, template) for folder in folders]  # fail before any compiling
+    all_params = [load_final_params(folder, trainer) for folder in folders]  # fail before any compiling
 
     round_size = min(episodes, ROUND_EPISODES)
     rounds = -(-episodes // round_size)

@@ -98,6 +98,8 @@ BAD_INPUTS = [
     (["evaluate", "NOT_A_RUN"], ["is not a run folder", "config.yaml"]),
     (["evaluate", "NO_CHECKPOINT"], ["no final parameters", "qmix train --resume"]),
     (["evaluate", "NO_CHECKPOINT", "--episodes", "0"], ["--episodes must be at least 1"]),
+    (["evaluate", "NO_CHECKPOINT", "--checkpoint"], ["no checkpoint in", "no_checkpoint"]),
+    (["evaluate", "BROKEN_RUN", "--checkpoint"], ["no usable checkpoint", "400", "truncated"]),
 ]
 
 

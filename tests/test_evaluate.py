@@ -121,3 +121,19 @@ def test_render_refuses_what_it_cannot_draw_in_one_line(tmp_path, two_step_confi
         render_run(tmp_path / "smax", tmp_path / "episode.mp4")
     with pytest.raises(ConfigError, match="--run must be between 0 and 0"):
         render_run(tmp_path / "smax", run=1)
+
+
+def test_the_newest_checkpoint_can_be_evaluated_and_equals_the_final_parameters_at_the_end(tmp_path):
+    from qmix.run import train
+
+    config = build_config(preset="two_step", num_seeds=2, env_steps=400, checkpoint_interval_env_steps=200,
+                          test_interval_episodes=100)
+    train(config, tmp_path / "run", progress=False, tensorboard=False)  # checkpoints at 200 and 400 (the end)
+    final = evaluation.evaluate_run(tmp_path / "run", episodes=8, write=False)
+    for folder in seed_folders(tmp_path / "run", config):
+        (folder / "params.msgpack").unlink()  # as if the run had been stopped after its last checkpoint
+    from_checkpoint = evaluation.evaluate_run(tmp_path / "run", episodes=8, from_checkpoint=True)
+    assert (final.params, from_checkpoint.params) == ("final", "checkpoint 400")
+    assert from_checkpoint.runs == final.runs
+    with pytest.raises(ConfigError, match="no final parameters .*or evaluate its newest checkpoint with --checkpoint"):
+        evaluation.evaluate_run(tmp_path / "run")

@@ -146,16 +146,18 @@ def _typed_like(spec: Any, value: Any) -> jax.Array:
 class CheckpointStore:
     """The checkpoints of one run folder: newest last, at most `keep` of them kept."""
 
-    def __init__(self, run_dir: Path, keep: int, create: bool = True):
+    def __init__(self, run_dir: Path, keep: int, create: bool = True, read_only: bool = False):
+        """`read_only`: only read (e.g. to evaluate a run that may still be training and saving)."""
         self.folder = Path(run_dir).absolute() / CHECKPOINT_FOLDER
         self.keep = keep
-        if not create and not self.folder.is_dir():
+        if (not create or read_only) and not self.folder.is_dir():
             raise CheckpointError(f"no checkpoint in '{run_dir}': it has no {CHECKPOINT_FOLDER}/ folder")
         options = ocp.CheckpointManagerOptions(
             max_to_keep=None,  # pruned here, and only after a newer checkpoint is complete
-            create=True,
+            create=not read_only,
             enable_async_checkpointing=False,  # the host waits anyway; a finished save is a durable one
-            cleanup_tmp_directories=True,  # leftovers of a save cut short by a kill
+            # leftovers of a save cut short by a kill; a reader must not touch a save in progress
+            cleanup_tmp_directories=not read_only,
         )
         with _quiet_orbax():
             self.manager = ocp.CheckpointManager(self.folder, options=options)

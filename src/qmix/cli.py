@@ -118,11 +118,13 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a run folder `qmix train` wrote (finished: it holds params.msgpack)")],
     episodes: Annotated[int, typer.Option(help="greedy test episodes per run")] = 512,
     seed: Annotated[int, typer.Option(help="random seed of the test games (the same seed, the same games)")] = 12345,
+    checkpoint: Annotated[bool, typer.Option("--checkpoint", help="use the newest checkpoint's parameters "
+                                             "(a run still training, or stopped early)")] = False,
 ) -> None:
     """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json."""
     from qmix.evaluate import RESULT_FILE, evaluate_run, format_evaluation
 
-    result = evaluate_run(run_dir, episodes=episodes, seed=seed)
+    result = evaluate_run(run_dir, episodes=episodes, seed=seed, from_checkpoint=checkpoint)
     for line in format_evaluation(result):
         typer.echo(line)
     typer.echo(f"wrote {run_dir / RESULT_FILE}")

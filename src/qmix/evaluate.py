@@ -18,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from qmix.checkpoint import write_atomic
+from qmix.checkpoint import CheckpointStore, write_atomic
 from qmix.config import Config, ConfigError
 from qmix.envs.heuristic import wilson_interval
 from qmix.learn.rollout import run_episodes
-from qmix.learn.train import Trainer
+from qmix.learn.train import Trainer, seed_keys
 from qmix.results.stats import mean_ci
 from qmix.run import load_run_config, seed_folders
 
@@ -53,6 +53,7 @@ class RunEvaluation:
     alg: str
     episodes: int
     seed: int
+    params: str  # "final" (params.msgpack) or "checkpoint <env step>"
     runs: list[SeedEvaluation]
     mean_win_rate: float
     mean_win_rate_ci: float | None  # half-width of the 95% t interval over runs; None for one run
@@ -79,7 +80,8 @@ def load_final_params(folder: Path, trainer: Trainer):
     if not path.is_file():
         raise ConfigError(
             f"no final parameters in '{folder}' ({PARAMS_FILE} is written when training ends); "
-            f"finish the run with `qmix train --resume {folder if folder.name[:5] != 'seed_' else folder.parent}`"
+            f"finish the run with `qmix train --resume {folder if folder.name[:5] != 'seed_' else folder.parent}`, "
+            "or evaluate its newest checkpoint with --checkpoint"
         )
     try:
         return serialization.from_bytes(template, path.read_bytes())
@@ -91,8 +93,26 @@ def load_final_params(folder: Path, trainer: Trainer):
         ) from None
 
 
-def evaluate_run(run_dir: Path, episodes: int = 512, seed: int = 12345, write: bool = True) -> RunEvaluation:
-    """Play `episodes` greedy episodes with every run's final parameters; the same seed gives the same games."""
+def checkpoint_params(run_dir: Path, config: Config, trainer: Trainer) -> tuple[list, int]:
+    """Each run's parameters from the run's newest complete checkpoint (read only: the run may be training)."""
+    store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
+    try:
+        restored = store.restore_latest(
+            lambda: jax.eval_shape(trainer.init_runs, seed_keys(config.seed, config.num_seeds)),
+            lambda: None,  # the replay is not needed
+            config.to_dict(),
+        )
+    finally:
+        store.close()
+    stacked = restored.runners.learner.params  # [S, ...] per leaf
+    return [jax.tree.map(lambda x, k=k: x[k], stacked) for k in range(config.num_seeds)], restored.step
+
+
+def evaluate_run(
+    run_dir: Path, episodes: int = 512, seed: int = 12345, write: bool = True, from_checkpoint: bool = False
+) -> RunEvaluation:
+    """Play `episodes` greedy episodes with every run's final parameters (or those of the newest checkpoint,
+    for a run still training or stopped early); the same seed gives the same games."""
     run_dir = Path(run_dir)
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
@@ -104,7 +124,12 @@ def evaluate_run(run_dir: Path, episodes: int = 512, seed: int = 12345, write: b
         )
     folders = seed_folders(run_dir, config)
     trainer = Trainer(config)
-    all_params = [load_final_params(folder, trainer) for folder in folders]  # fail before any compiling
+    if from_checkpoint:
+        all_params, step = checkpoint_params(run_dir, config, trainer)
+        source = f"checkpoint {step}"
+    else:
+        all_params = [load_final_params(folder, trainer) for folder in folders]  # fail before any compiling
+        source = "final"
 
     round_size = min(episodes, ROUND_EPISODES)
     rounds = -(-episodes // round_size)
@@ -124,6 +149,7 @@ def evaluate_run(run_dir: Path, episodes: int = 512, seed: int = 12345, write: b
         alg=config.alg,
         episodes=episodes,
         seed=seed,
+        params=source,
         runs=results,
         mean_win_rate=float(np.mean(win_rates)),
         mean_win_rate_ci=float(half_width) if len(results) > 1 else None,
@@ -153,7 +179,7 @@ def _summarise(folder: Path, outcome: dict[str, np.ndarray], episodes: int) -> S
 
 def format_evaluation(evaluation: RunEvaluation) -> list[str]:
     """Human-readable lines: one per run, then the mean over runs."""
-    lines = []
+    lines = [f"{evaluation.alg} on {evaluation.map}, {evaluation.params} parameters:"]
     for run in evaluation.runs:
         lines.append(
             f"{run.folder}: win rate {run.win_rate:.1%} [{run.win_ci_low:.1%}, {run.win_ci_high:.1%}] over "

@@ -73,14 +73,14 @@ def _outcomes(learner, env, agent_params, key, n_episodes):
     )
 
 
-def load_final_params(folder: Path, trainer: Trainer):
-    """The final parameters `qmix train` wrote in a run's folder, or a one-line ConfigError saying why not."""
+def load_final_params(folder: Path, trainer: Trainer, run_dir: Path):
+    """The final parameters `qmix train` wrote in `folder` (of `run_dir`), or a one-line ConfigError why not."""
     template = trainer.learner.init(jax.random.PRNGKey(0)).params
     path = folder / PARAMS_FILE
     if not path.is_file():
         raise ConfigError(
             f"no final parameters in '{folder}' ({PARAMS_FILE} is written when training ends); "
-            f"finish the run with `qmix train --resume {folder if folder.name[:5] != 'seed_' else folder.parent}`, "
+            f"finish the run with `qmix train --resume {run_dir}`, "
             "or evaluate its newest checkpoint with --checkpoint"
         )
     try:
@@ -128,7 +128,7 @@ def evaluate_run(
         all_params, step = checkpoint_params(run_dir, config, trainer)
         source = f"checkpoint {step}"
     else:
-        all_params = [load_final_params(folder, trainer) for folder in folders]  # fail before any compiling
+        all_params = [load_final_params(folder, trainer, run_dir) for folder in folders]  # fail before any compiling
         source = "final"
 
     round_size = min(episodes, ROUND_EPISODES)

@@ -16,8 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qmix.envs.heuristic import wilson_interval
-from qmix.envs.smax import MOVE_DIRECTIONS, N_MOVE_ACTIONS, NOOP_ACTION, SmaxEnv
+from qmix.envs.heuristic import move_toward, wilson_interval
+from qmix.envs.smax import N_MOVE_ACTIONS, NOOP_ACTION, SmaxEnv, attacked_units
 
 
 def scripted_actions(env: SmaxEnv, env_state, retreat_health: jax.Array, focus_weakest: jax.Array) -> jax.Array:
@@ -29,9 +29,7 @@ def scripted_actions(env: SmaxEnv, env_state, retreat_health: jax.Array, focus_w
     ally_alive, enemy_alive = alive[:n], alive[n:]
     offsets = position[None, n:] - position[:n, None]  # [N, M, 2] ally -> enemy
     distances = jnp.linalg.norm(offsets, axis=-1)  # [N, M]
-    # SMAX's enemies name allies counting from the last one
-    enemy_action = units.prev_attack_actions[n:]  # [M]
-    shot_ally = jnp.where(enemy_action >= N_MOVE_ACTIONS, n - 1 - (enemy_action - N_MOVE_ACTIONS), -1)
+    shot_ally = attacked_units(units.prev_attack_actions, n)[n:]  # [M] the ally each enemy shoots
     shot_at = jnp.any((shot_ally[None, :] == jnp.arange(n)[:, None]) & enemy_alive[None, :], axis=1)  # [N]
     avail = env.avail_actions(env_state)  # [N, A]
     in_range = avail[:, N_MOVE_ACTIONS:]  # [N, M] attack actions are available exactly in range
@@ -40,11 +38,10 @@ def scripted_actions(env: SmaxEnv, env_state, retreat_health: jax.Array, focus_w
     team_target = jnp.argmin(score)
     own_target = jnp.argmin(jnp.where(in_range, score[None, :], jnp.inf), axis=1)  # [N]
     attack = N_MOVE_ACTIONS + jnp.where(in_range[:, team_target], team_target, own_target)
-    directions = jnp.asarray(MOVE_DIRECTIONS)  # [4, 2]
     closest = jnp.argmin(jnp.where(enemy_alive[None, :], distances, jnp.inf), axis=1)  # [N]
     allies = jnp.arange(n)
-    step_back = jnp.argmax(-offsets[allies, closest] @ directions.T, axis=1)
-    approach = jnp.argmax(offsets[:, team_target] @ directions.T, axis=1)
+    step_back = move_toward(-offsets[allies, closest])
+    approach = move_toward(offsets[:, team_target])
     can_shoot = in_range.any(axis=1)
     actions = jnp.where(can_shoot, attack, approach)
     retreat = shot_at & (health_fraction[:n] <= retreat_health) & (ally_alive.sum() > 1) & can_shoot

@@ -324,3 +324,12 @@ def test_wilson_interval():
     assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
     low, high = wilson_interval(5, 10)
     assert low == pytest.approx(1 - high) and low == pytest.approx(0.2366, abs=1e-4)
+
+
+def test_attacked_units_follow_smax_naming_by_hand():
+    from qmix.envs.smax import NO_UNIT, attacked_units
+
+    # 3 allies, 2 enemies (units 3, 4). Allies name enemies from the first: action 5 -> unit 3, 6 -> unit 4.
+    # Enemies name allies from the last: action 5 -> unit 2, 6 -> unit 1. Actions below 5 are moves / stop.
+    actions = np.array([5, 6, 4, 5, 6])
+    assert attacked_units(actions, n_allies=3).tolist() == [3, 4, NO_UNIT, 2, 1]

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qmix.config import ConfigError
-from qmix.envs.smax import N_MOVE_ACTIONS
+from qmix.envs.smax import NO_UNIT, attacked_units
 from qmix.evaluate import load_final_params
 from qmix.learn.rollout import policy_step
 from qmix.learn.train import Trainer
@@ -59,15 +59,17 @@ def _play_greedy_episode(trainer: Trainer, agent_params, key: jax.Array):
 
 
 def _world_step_frames(smax, records) -> list[dict[str, np.ndarray]]:
-    """Each environment step as its world steps: unit positions, health, alive, types and attacks, numpy."""
+    """Each environment step as its world steps: unit positions, health, alive, types and targets, numpy."""
     replay = jax.jit(partial(smax.step_env, get_state_sequence=True))
-    fields = ("unit_positions", "unit_health", "unit_alive", "unit_types", "prev_attack_actions")
+    fields = ("unit_positions", "unit_health", "unit_alive", "unit_types")
     frames = []
     for step, (step_key, env_state, actions) in enumerate(records):
-        states = jax.device_get(replay(step_key, env_state, actions))  # every field [world steps, U, ...]
-        for world_step in range(states.unit_alive.shape[0]):
+        states = replay(step_key, env_state, actions)  # every field [world steps, U, ...]
+        targets = np.asarray(attacked_units(states.prev_attack_actions, smax.num_allies))  # [world steps, U]
+        states = jax.device_get(states)
+        for world_step in range(targets.shape[0]):
             frame = {name: np.asarray(getattr(states, name)[world_step]) for name in fields}
-            frames.append({**frame, "step": step, "world_step": world_step})
+            frames.append({**frame, "targets": targets[world_step], "step": step, "world_step": world_step})
     return frames
 
 
@@ -95,14 +97,6 @@ def render_run(run_dir: Path, out: Path | None = None, seed: int = 0, run: int =
     return RenderedEpisode(out, len(frames), len(records), won, episode_return)
 
 
-def _attack_target(unit: int, action: int, n_allies: int) -> int | None:
-    """SMAX's attack actions name enemies from the attacker's side: allies count enemies from the first,
-    enemies count allies from the last. -> the attacked unit's index, or None for a move / stop."""
-    if action < N_MOVE_ACTIONS:
-        return None
-    return n_allies + action - N_MOVE_ACTIONS if unit < n_allies else n_allies - 1 - (action - N_MOVE_ACTIONS)
-
-
 def _save_gif(env, frames: list[dict[str, np.ndarray]], out: Path, title: str) -> None:
     import matplotlib
 
@@ -128,8 +122,8 @@ def _save_gif(env, frames: list[dict[str, np.ndarray]], out: Path, title: str) -
         axes.set_title(f"{title}\nstep {frame['step'] + 1}, world step {frame['world_step'] + 1}", fontsize=9)
         position, alive, types = frame["unit_positions"], frame["unit_alive"], frame["unit_types"]
         for unit in np.flatnonzero(alive):
-            target = _attack_target(unit, int(frame["prev_attack_actions"][unit]), n_allies)
-            in_range = target is not None and alive[target] and (
+            target = frame["targets"][unit]
+            in_range = target != NO_UNIT and alive[target] and (
                 np.linalg.norm(position[unit] - position[target]) < ranges[types[unit]])
             if in_range:
                 colour = "tab:blue" if unit < n_allies else "tab:red"

@@ -48,7 +48,7 @@ def _choose_targets(target: jax.Array, distances: jax.Array, enemy_alive: jax.Ar
     return jnp.where(jnp.any(enemy_alive), chosen, NO_TARGET).astype(jnp.int32)
 
 
-def _move_toward(offsets: jax.Array) -> jax.Array:
+def move_toward(offsets: jax.Array) -> jax.Array:
     """offsets: [N, 2] vector to the target. The movement action that closes the distance most: [N].
 
     Every movement action covers the same distance d, and |v - d u|^2 = |v|^2 - 2 d u.v + d^2, so the
@@ -76,7 +76,7 @@ def heuristic_actions(
     avail = env.avail_actions(env_state)  # [N, A]
     allies = jnp.arange(n)
     in_range = avail[allies, attack]  # attacks are available exactly when the target is in range
-    move = _move_toward(offsets[allies, safe_target])
+    move = move_toward(offsets[allies, safe_target])
     actions = jnp.where(in_range, attack, move)
     actions = jnp.where(ally_alive & has_target, actions, NOOP_ACTION)
     # a guard, never expected to fire: fall back to the always-available no-op

@@ -178,6 +178,19 @@ NOOP_ACTION = 4  # SMAX's "stop": the only action a dead unit has
 N_MOVE_ACTIONS = 5  # north, east, south, west, stop; attack actions follow, one per enemy
 # [4, 2] unit vector of movement actions 0..3 (x east, y north), as SMAX decodes them
 MOVE_DIRECTIONS = ((0.0, 1.0), (1.0, 0.0), (0.0, -1.0), (-1.0, 0.0))
+NO_UNIT = -1
+
+
+def attacked_units(attack_actions: jax.Array, n_allies: int) -> jax.Array:
+    """SMAX's last actions [..., U] (allies first) -> the unit each one attacks [..., U], or NO_UNIT.
+
+    Attack actions name enemies from the attacker's side: allies count the enemies from the first one,
+    enemies count the allies from the last one.
+    """
+    attacker = jnp.arange(attack_actions.shape[-1])
+    index = attack_actions - N_MOVE_ACTIONS
+    target = jnp.where(attacker < n_allies, n_allies + index, n_allies - 1 - index)
+    return jnp.where(attack_actions >= N_MOVE_ACTIONS, target, NO_UNIT)
 
 
 class SmaxEnv:

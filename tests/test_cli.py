@@ -76,7 +76,7 @@ BAD_INPUTS = [
     (["train", "td_lambda=2"], ["td_lambda", "[0, 1]"]),
     (["train", "num_envs=0"], ["num_envs must be at least 1"]),
     (["train", "hypernet_layers=3"], ["hypernet_layers must be 1 or 2"]),
-    (["train", "reward=dense"], ["reward must be 'smac' or 'smax'"]),
+    (["train", "reward=dense"], ["reward must be one of smac, smac_signed, smax"]),
     (["train", "--preset", "fast"], ["unknown preset 'fast'", "pymarl"]),
     (["train", "--config", "/nonexistent/settings.yaml"], ["config file", "does not exist"]),
     (["train", "--config", "BAD_YAML"], ["not valid YAML"]),

@@ -301,6 +301,48 @@ def test_won_episode_earns_the_whole_return(heuristic_3m, env_3m):
     assert (returns[~won] <= SMAC_MAX_RETURN - win_bonus + EPS).all()
 
 
+def _hand_made_step(env_3m):
+    """3m units before and after one step: enemy 0 loses 9 points, enemy 1 dies from 18 points, ally 0 loses
+    18 points, ally 2 dies from 9 points; nobody wins."""
+    before = env_3m.reset(jax.random.PRNGKey(0))[0].state
+    before = before.replace(unit_health=jnp.array([45.0, 45.0, 9.0, 45.0, 18.0, 45.0]))
+    after = before.replace(
+        unit_health=jnp.array([27.0, 45.0, 0.0, 36.0, 0.0, 45.0]),
+        unit_alive=jnp.array([True, True, False, True, False, True]),
+    )
+    return before, after
+
+
+def test_smac_reward_by_hand(env_3m):
+    before, after = _hand_made_step(env_3m)
+    scale = 20.0 / (3 * 10 + 200 + 3 * 45)  # the best return is 20
+    assert env_3m.smac_reward_scale == pytest.approx(scale)
+    # dealt 9 + 18 points and one kill; the team's own losses do not count
+    assert float(env_3m._smac_reward(before, after, signed=False)) == pytest.approx((9 + 18 + 10) * scale)
+    # signed: minus half of (9 + 18 points lost, one ally killed)
+    expected = (9 + 18 + 10 - 0.5 * (18 + 9 + 10)) * scale
+    assert float(env_3m._smac_reward(before, after, signed=True)) == pytest.approx(expected)
+
+
+def test_signed_smac_reward_charges_exactly_the_team_losses(env_3m):
+    signed_env = SmaxEnv("3m", reward="smac_signed")
+    assert signed_env != env_3m  # a different setting compiles separately
+    # the reward does not change the game: the same keys play the same episodes under both settings
+    key = jax.random.PRNGKey(0)
+    unsigned, signed = run_heuristic_episodes(env_3m, key, 64), run_heuristic_episodes(signed_env, key, 64)
+    np.testing.assert_array_equal(unsigned.won, signed.won)
+    np.testing.assert_array_equal(unsigned.length, signed.length)
+    won, charged = np.asarray(signed.won), np.asarray(unsigned.returns - signed.returns)
+    assert won.any() and (~won).any()
+    assert (charged >= -EPS).all()
+    # an episode that ended before the limit without a win lost every ally: 3 x 45 points and 3 deaths
+    lost = ~won & (np.asarray(signed.length) < 60)
+    assert lost.any()
+    np.testing.assert_allclose(charged[lost], 0.5 * (3 * 45 + 3 * 10) * env_3m.smac_reward_scale, atol=1e-4)
+    # a win still earns 20 before its own losses are charged
+    np.testing.assert_allclose(np.asarray(unsigned.returns)[won], SMAC_MAX_RETURN, atol=1e-3)
+
+
 # ---------------------------------------------------------------------------------------------------
 # (f) the heuristic baseline
 

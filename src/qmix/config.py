@@ -42,7 +42,9 @@ class Config:
     map: str = "3m"  # SMAX map name, or "two_step"; with backend=sc2 a SMAC map name
     backend: str = "smax"  # "smax" (JAX, compiled) or "sc2" (real StarCraft II through SMAC, optional)
     alg: str = "qmix"  # one of ALGORITHMS
-    reward: str = "smac"  # "smac" (SMAC's shaped reward, max return ~20) or "smax" (SMAX's native one)
+    # "smac" (SMAC's shaped reward, max return 20), "smac_signed" (the same minus half the team's own
+    # losses: SMAC's reward_only_positive=False) or "smax" (SMAX's native one)
+    reward: str = "smac"
     episode_limit: int = 0  # 0: the map's own limit (SMAC's)
     seed: int = 0
     num_seeds: int = 1  # independent runs trained side by side in one compiled program
@@ -211,7 +213,8 @@ def _check(condition: bool, message: str) -> None:
 
 def validate(config: Config) -> None:
     """Catch wrong values before any compiling starts."""
-    from qmix.envs import list_environments  # local: keeps config importable without the env stack
+    # local: keeps config importable without the env stack
+    from qmix.envs import REWARD_SETTINGS, list_environments
 
     c = config
     _check(c.alg in ALGORITHMS, f"unknown algorithm '{c.alg}'{_did_you_mean(c.alg, list(ALGORITHMS))}: "
@@ -219,13 +222,13 @@ def validate(config: Config) -> None:
     _check(c.backend in BACKENDS, f"unknown backend '{c.backend}': choose one of {', '.join(BACKENDS)}")
     if c.backend == "sc2":
         _check(c.map != "two_step", "the two-step game has no StarCraft II version; drop backend=sc2")
-        _check(c.reward == "smac", "backend=sc2 uses SMAC's own reward; drop reward=smax")
+        _check(c.reward == "smac", f"backend=sc2 uses SMAC's own reward; drop reward={c.reward}")
         _check(c.episode_limit == 0, "backend=sc2 uses the map's own episode limit (SMAC's); drop episode_limit")
     else:
         names = list_environments()
         _check(c.map in names,
                f"unknown map '{c.map}'{_did_you_mean(c.map, names)}: choose one of {', '.join(names)}")
-    _check(c.reward in ("smac", "smax"), f"reward must be 'smac' or 'smax', got '{c.reward}'")
+    _check(c.reward in REWARD_SETTINGS, f"reward must be one of {', '.join(REWARD_SETTINGS)}; got '{c.reward}'")
     _check(c.agent in ("rnn", "ff"), f"agent must be 'rnn' or 'ff', got '{c.agent}'")
     _check(c.optimizer in ("rmsprop", "adam"), f"optimizer must be 'rmsprop' or 'adam', got '{c.optimizer}'")
     _check(c.hypernet_layers in (1, 2), f"hypernet_layers must be 1 or 2, got {c.hypernet_layers}")

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from qmix.envs.base import Environment, TimeStep
 
-__all__ = ["Environment", "TimeStep", "list_environments", "make_env"]
+__all__ = ["REWARD_SETTINGS", "Environment", "TimeStep", "list_environments", "make_env"]
+
+# How SMAX maps pay their reward (envs/smax.py, docs/smax.md): SMAC's shaped reward, the same with the
+# team's own losses subtracted (SMAC's reward_only_positive=False), or SMAX's native reward.
+REWARD_SETTINGS = ("smac", "smac_signed", "smax")
 
 
 def _smax_maps() -> list[str]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
+from qmix.envs import REWARD_SETTINGS
 from qmix.envs.base import EnvState, TimeStep
 
 
@@ -147,12 +148,12 @@ SMAX_MAPS: dict[str, MapSpec] = {
     "6h_vs_8z": MapSpec(_team((6, "hydralisk")), _team((8, "zealot")), 150),
 }
 PAPER_MAPS = ("3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z")
-REWARD_SETTINGS = ("smac", "smax")
 
 # SMAC's reward constants (its defaults: reward_death_value, reward_win, reward_scale_rate).
 SMAC_KILL_BONUS = 10.0
 SMAC_WIN_BONUS = 200.0
 SMAC_MAX_RETURN = 20.0
+SMAC_NEGATIVE_SCALE = 0.5  # SMAC's reward_negative_scale: the weight of the team's own losses when signed
 
 
 def list_maps() -> list[str]:
@@ -257,8 +258,9 @@ class SmaxEnv:
         """actions: [N] int32. Never auto-resets: after the last step the observation is the true one."""
         action_dict = {agent: actions[i] for i, agent in enumerate(self.smax.agents)}
         obs, next_state, rewards, _, _ = self.smax.step_env(key, env_state, action_dict)
-        if self.reward_setting == "smac":
-            reward = self._smac_reward(env_state.state, next_state.state)
+        if self.reward_setting in ("smac", "smac_signed"):
+            signed = self.reward_setting == "smac_signed"
+            reward = self._smac_reward(env_state.state, next_state.state, signed)
         else:
             reward = rewards[self.smax.agents[0]]  # shared by all allies
         return next_state, self._timestep(obs, next_state, reward)
@@ -292,19 +294,26 @@ class SmaxEnv:
         features = jax.vmap(self.smax._get_own_features, in_axes=(None, 0))(units, jnp.arange(n_units))
         return features.reshape(-1).astype(jnp.float32)  # [n_units * own features]
 
-    def _smac_reward(self, before, after) -> jax.Array:
-        """SMAC's shaped reward: enemy health lost + kill bonus + win bonus, scaled; damage taken ignored."""
-        enemy_health_before = before.unit_health[self.n_agents :]  # [M]
-        enemy_health_after = after.unit_health[self.n_agents :]  # [M]
-        damage = jnp.sum(jnp.maximum(enemy_health_before - enemy_health_after, 0.0))
-        enemies_alive_before = before.unit_alive[self.n_agents :]  # [M]
-        enemies_alive_after = after.unit_alive[self.n_agents :]  # [M]
-        kills = jnp.sum(enemies_alive_before & ~enemies_alive_after)
+    def _smac_reward(self, before, after, signed: bool) -> jax.Array:
+        """SMAC's shaped reward: enemy health lost + kill bonus + win bonus, scaled.
+
+        Unsigned (SMAC's default, reward_only_positive=True) the team's own losses cost nothing; signed
+        (reward_only_positive=False) they are subtracted at half weight: allies' lost health and 10 per ally
+        killed, times SMAC_NEGATIVE_SCALE. Either way the best return is SMAC_MAX_RETURN.
+        """
+        n = self.n_agents
+        damage_dealt, kills = self._losses(before, after, slice(n, None))
         # the bonus goes to the step that wins, once (a step after the end must not pay it again)
-        won_now = (
-            jnp.any(enemies_alive_before)
-            & ~jnp.any(enemies_alive_after)
-            & jnp.any(after.unit_alive[: self.n_agents])
-        )
-        raw = damage + SMAC_KILL_BONUS * kills + SMAC_WIN_BONUS * won_now
+        won_now = jnp.any(before.unit_alive[n:]) & ~jnp.any(after.unit_alive[n:]) & jnp.any(after.unit_alive[:n])
+        raw = damage_dealt + SMAC_KILL_BONUS * kills + SMAC_WIN_BONUS * won_now
+        if signed:
+            damage_taken, deaths = self._losses(before, after, slice(None, n))
+            raw = raw - SMAC_NEGATIVE_SCALE * (damage_taken + SMAC_KILL_BONUS * deaths)
         return raw * self.smac_reward_scale
+
+    @staticmethod
+    def _losses(before, after, team: slice) -> tuple[jax.Array, jax.Array]:
+        """-> (health points the team lost this step, units of the team killed this step)."""
+        health_lost = jnp.sum(jnp.maximum(before.unit_health[team] - after.unit_health[team], 0.0))
+        killed = jnp.sum(before.unit_alive[team] & ~after.unit_alive[team])
+        return health_lost, killed

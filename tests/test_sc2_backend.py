@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from qmix.config import Config, ConfigError, build_config
-from qmix.envs import sc2
+from qmix.envs import make_env, sc2
 from qmix.envs.two_step import TwoStepGame
 from qmix.learn.host_rollout import HostRollout
 from qmix.learn.learner import EnvSpec, Learner
@@ -26,8 +26,9 @@ from test_cli import run_cli
 class SmacTwoStep:
     """The two-step game behind SMAC's interface (deterministic, so it matches the JAX game exactly)."""
 
-    def __init__(self, map_name: str, seed: int = 0):
+    def __init__(self, map_name: str, seed: int = 0, reward_only_positive: bool = True):
         self.game = TwoStepGame()
+        self.reward_only_positive = reward_only_positive
         self.closed = False
 
     def get_env_info(self):
@@ -63,7 +64,7 @@ class SmacCountdown:
 
     n_agents, n_actions, limit = 2, 3, 3
 
-    def __init__(self, map_name: str, seed: int = 0, win_at: int | None = None):
+    def __init__(self, map_name: str, seed: int = 0, reward_only_positive: bool = True, win_at: int | None = None):
         self.win_at = win_at
 
     def get_env_info(self):
@@ -156,6 +157,14 @@ def test_missing_game_is_one_clear_line(tmp_path, monkeypatch):
 def test_settings_the_sc2_backend_cannot_honour(settings, words):
     with pytest.raises(ConfigError, match=words):
         build_config(preset="default", overrides={"backend": "sc2", **settings})
+
+
+@pytest.mark.parametrize("reward, only_positive", [("smac", True), ("smac_signed", False)])
+def test_reward_setting_reaches_smac(monkeypatch, reward, only_positive):
+    monkeypatch.setattr(sc2, "load_smac_env_class", lambda: SmacTwoStep)
+    monkeypatch.setattr(sc2, "check_game_installed", lambda: None)
+    env = make_env("3m", reward=reward, backend="sc2")
+    assert env.game.reward_only_positive is only_positive
 
 
 def _metrics(run_dir):

@@ -222,7 +222,8 @@ def validate(config: Config) -> None:
     _check(c.backend in BACKENDS, f"unknown backend '{c.backend}': choose one of {', '.join(BACKENDS)}")
     if c.backend == "sc2":
         _check(c.map != "two_step", "the two-step game has no StarCraft II version; drop backend=sc2")
-        _check(c.reward == "smac", f"backend=sc2 uses SMAC's own reward; drop reward={c.reward}")
+        _check(c.reward in ("smac", "smac_signed"),
+               f"backend=sc2 pays SMAC's own reward (smac or smac_signed); drop reward={c.reward}")
         _check(c.episode_limit == 0, "backend=sc2 uses the map's own episode limit (SMAC's); drop episode_limit")
     else:
         names = list_environments()

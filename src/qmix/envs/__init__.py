@@ -30,7 +30,7 @@ def make_env(name: str, reward: str = "smac", episode_limit: int = 0, backend: s
     if backend == "sc2":
         from qmix.envs.sc2 import SC2Env
 
-        return SC2Env(name, seed=seed)
+        return SC2Env(name, seed=seed, reward_only_positive=reward != "smac_signed")
     if name == "two_step":
         from qmix.envs.two_step import TwoStepGame
 

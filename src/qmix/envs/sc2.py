@@ -61,12 +61,18 @@ class SC2Env:
 
     host_side = True  # stepped from Python, not inside the compiled loop
 
-    def __init__(self, map_name: str, seed: int = 0, smac_env_class: Callable[..., Any] | None = None):
+    def __init__(
+        self,
+        map_name: str,
+        seed: int = 0,
+        reward_only_positive: bool = True,
+        smac_env_class: Callable[..., Any] | None = None,
+    ):
         if smac_env_class is None:
             smac_env_class = load_smac_env_class()
             check_game_installed()
         try:
-            self.game = smac_env_class(map_name=map_name, seed=seed)
+            self.game = smac_env_class(map_name=map_name, seed=seed, reward_only_positive=reward_only_positive)
         except KeyError:  # SMAC's map registry does not know the name
             raise ConfigError(
                 f"SMAC has no map '{map_name}'; use one of SMAC's maps (3m, 8m, 2s3z, 3s5z, 1c3s5z, ...)"

@@ -9,7 +9,8 @@ units of a team, and the extent of a team along x, the axis the teams close on).
 
     python benchmarks/start_difficulty.py RUN_DIR [RUN_DIR ...] [--starts 256] [--replays 32]
 
-With several policies (seed folders, runs) it also tells whether they lose on the same layouts.
+With several policies (seed folders, runs, or `--agent-params` snapshots of one run) it also tells whether
+they lose on the same layouts.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import serialization
 
 from qmix.evaluate import load_final_params
 from qmix.learn.rollout import policy_step
@@ -67,17 +69,21 @@ def layout_features(positions: np.ndarray, n_allies: int) -> dict[str, np.ndarra
     }
 
 
-def layout_win_probabilities(run_dir: Path, starts: jax.Array, plays: jax.Array) -> list[tuple[Path, np.ndarray]]:
-    """For every seed folder of a run: (folder, [starts] share of the replays of each layout that were won)."""
+def layout_win_probabilities(run_dir: Path, starts: jax.Array, plays: jax.Array,
+                             agent_files: list[Path]) -> list[tuple[Path, np.ndarray]]:
+    """(policy, [starts] share of the replays of each layout that were won) for every seed folder of a run,
+    or, given agent-parameter files (flax msgpack, e.g. snapshots of a run), for each of those instead."""
     config = load_run_config(run_dir)
     trainer = Trainer(config)
     play = jax.jit(jax.vmap(jax.vmap(lambda params, s, p: greedy_win(trainer, params, s, p), in_axes=(None, None, 0)),
                             in_axes=(None, 0, 0)))
-    results = []
-    for folder in seed_folders(run_dir, config):
-        agent_params = load_final_params(folder, trainer, run_dir).agent
-        results.append((folder, np.asarray(play(agent_params, starts, plays)).mean(axis=1)))
-    return results
+    if agent_files:
+        template = trainer.learner.init(jax.random.PRNGKey(0)).params.agent
+        policies = [(path, serialization.from_bytes(template, path.read_bytes())) for path in agent_files]
+    else:
+        policies = [(folder, load_final_params(folder, trainer, run_dir).agent)
+                    for folder in seed_folders(run_dir, config)]
+    return [(name, np.asarray(play(params, starts, plays)).mean(axis=1)) for name, params in policies]
 
 
 def describe(folder: Path, p: np.ndarray, features: dict[str, np.ndarray]) -> None:
@@ -85,7 +91,8 @@ def describe(folder: Path, p: np.ndarray, features: dict[str, np.ndarray]) -> No
     hard, easy = p < 0.8, p >= 0.95
     quantiles = ", ".join(f"{q:.0%}: {v:.2f}" for q, v in zip((0.1, 0.25, 0.5), np.quantile(p, (0.1, 0.25, 0.5)),
                                                                strict=True))
-    print(f"\n{folder}: win rate over all replays {p.mean():.1%}; per layout, quantiles {quantiles}")
+    print(f"\n{folder}: win rate over all replays {p.mean():.1%}; per layout, quantiles {quantiles}, "
+          f"standard deviation {p.std():.2f}")
     print(f"layouts won >= 95% of the time: {easy.mean():.1%}; below 80%: {hard.mean():.1%}, "
           f"holding {losses[hard].sum() / max(losses.sum(), 1e-9):.1%} of all losses")
     print("| layout feature | correlation with win probability | mean, layouts below 80% | mean, layouts >= 95% |")
@@ -100,13 +107,16 @@ def main() -> None:
     parser.add_argument("--starts", type=int, default=256)
     parser.add_argument("--replays", type=int, default=32)
     parser.add_argument("--seed", type=int, default=777)
+    parser.add_argument("--agent-params", nargs="+", type=Path, default=[],
+                        help="agent-parameter files to compare instead (one run folder gives their config)")
     args = parser.parse_args()
 
     start_key, play_key = jax.random.split(jax.random.PRNGKey(args.seed))
     starts = jax.random.split(start_key, args.starts)
     plays = jax.random.split(play_key, args.starts * args.replays).reshape(args.starts, args.replays, -1)
     # every policy meets the same layouts with the same in-game randomness
-    policies = [result for run_dir in args.run_dirs for result in layout_win_probabilities(run_dir, starts, plays)]
+    policies = [result for run_dir in args.run_dirs
+                for result in layout_win_probabilities(run_dir, starts, plays, args.agent_params)]
 
     env = Trainer(load_run_config(args.run_dirs[0])).env
     positions = np.asarray(jax.vmap(lambda k: env.reset(k)[0].state.unit_positions)(starts))

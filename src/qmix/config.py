@@ -64,6 +64,9 @@ class Config:
     gamma: float = 0.99
     optimizer: str = "rmsprop"  # "rmsprop" (PyMARL's settings) or "adam"
     lr: float = 5e-4
+    # > 0: the step size falls linearly from lr to lr_finish over this many learner updates, then stays
+    lr_anneal_updates: int = 0
+    lr_finish: float = 5e-5
     rmsprop_alpha: float = 0.99
     rmsprop_eps: float = 1e-5
     adam_eps: float = 1e-8
@@ -238,9 +241,11 @@ def validate(config: Config) -> None:
                 "time_buckets"):
         _check(getattr(c, key) >= 1, f"{key} must be at least 1, got {getattr(c, key)}")
     for key in ("episode_limit", "epsilon_anneal_env_steps", "test_interval_env_steps",
-                "test_interval_episodes", "checkpoint_interval_env_steps", "target_update_interval_episodes"):
+                "test_interval_episodes", "checkpoint_interval_env_steps", "target_update_interval_episodes",
+                "lr_anneal_updates"):
         _check(getattr(c, key) >= 0, f"{key} must not be negative, got {getattr(c, key)}")
     _check(c.lr > 0, f"lr must be positive, got {c.lr}")
+    _check(c.lr_finish > 0, f"lr_finish must be positive, got {c.lr_finish}")
     _check(0 <= c.gamma <= 1, f"gamma must be in [0, 1], got {c.gamma}")
     _check(0 <= c.td_lambda <= 1, f"td_lambda must be in [0, 1], got {c.td_lambda}")
     _check(0 <= c.target_update_tau <= 1, f"target_update_tau must be in [0, 1], got {c.target_update_tau}")

@@ -85,12 +85,20 @@ def truncate_episodes(batch: Episodes, steps: int) -> Episodes:
     )
 
 
+def learning_rate(config: Config) -> float | optax.Schedule:
+    """The step size: constant, or falling linearly from lr to lr_finish over lr_anneal_updates updates."""
+    if config.lr_anneal_updates == 0:
+        return config.lr  # a plain number keeps the optimizer state of constant-step runs as it always was
+    return optax.linear_schedule(config.lr, config.lr_finish, config.lr_anneal_updates)
+
+
 def make_optimizer(config: Config) -> optax.GradientTransformation:
+    lr = learning_rate(config)
     if config.optimizer == "rmsprop":
         # PyTorch's RMSprop (PyMARL): eps added outside the square root.
-        opt = optax.rmsprop(config.lr, decay=config.rmsprop_alpha, eps=config.rmsprop_eps, eps_in_sqrt=False)
+        opt = optax.rmsprop(lr, decay=config.rmsprop_alpha, eps=config.rmsprop_eps, eps_in_sqrt=False)
     else:
-        opt = optax.adam(config.lr, eps=config.adam_eps)
+        opt = optax.adam(lr, eps=config.adam_eps)
     if config.grad_norm_clip > 0:
         opt = optax.chain(optax.clip_by_global_norm(config.grad_norm_clip), opt)
     return opt

@@ -157,6 +157,17 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
     store.close()
 
 
+def test_a_setting_added_after_the_checkpoint_is_no_change_at_its_default(tmp_path):
+    """Checkpoints written before the library grew a setting resume while that setting keeps its default."""
+    save_steps(tmp_path, [100])
+    store = CheckpointStore(tmp_path, 2, create=False)
+    newer = {**SETTINGS, "lr_anneal_updates": 0}  # not in SETTINGS, so not in the saved checkpoint
+    assert store.restore_latest(lambda: small_runners(0), fresh_replay, newer).step == 100
+    with pytest.raises(CheckpointError, match="other settings.*lr_anneal_updates: None in the checkpoint, 500 now"):
+        store.restore_latest(lambda: small_runners(0), fresh_replay, {**SETTINGS, "lr_anneal_updates": 500})
+    store.close()
+
+
 def test_discard_after_removes_the_newer_steps(tmp_path):
     save_steps(tmp_path, [100, 200, 300])
     store = CheckpointStore(tmp_path, 5)

@@ -13,6 +13,7 @@ corrupted), is skipped in favour of the one before, with a warning.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -28,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from qmix.config import ConfigError
+from qmix.config import FIELDS, ConfigError
 
 CHECKPOINT_FOLDER = "checkpoints"
 MARKER = "qmix_complete.json"  # written last: a step folder without it was never finished
@@ -120,8 +121,12 @@ def _first_line(error: Exception) -> str:
 
 
 def _settings_problem(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
+    # A setting the checkpoint does not name was added to the library after it was written; at its
+    # default it keeps the behaviour the run had, so it is no change.
+    added_at_default = {key for key in set(current) - set(saved) if key in FIELDS
+                        and FIELDS[key].default is not dataclasses.MISSING and current[key] == FIELDS[key].default}
     changed = [key for key in sorted(set(saved) | set(current))
-               if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)]
+               if key not in {*RESUMABLE_CHANGES, *added_at_default} and saved.get(key) != current.get(key)]
     if not changed:
         return None
     return ", ".join(f"{key}: {saved.get(key)!r} in the checkpoint, {current.get(key)!r} now" for key in changed)

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from qmix.envs import make_env
 from qmix.evaluate import load_final_params
 from qmix.learn.rollout import policy_step
 from qmix.learn.train import Trainer
@@ -118,7 +119,8 @@ def main() -> None:
     policies = [result for run_dir in args.run_dirs
                 for result in layout_win_probabilities(run_dir, starts, plays, args.agent_params)]
 
-    env = Trainer(load_run_config(args.run_dirs[0])).env
+    config = load_run_config(args.run_dirs[0])
+    env = make_env(config.map, reward=config.reward, episode_limit=config.episode_limit)
     positions = np.asarray(jax.vmap(lambda k: env.reset(k)[0].state.unit_positions)(starts))
     features = layout_features(positions, env.n_agents)
     print(f"{env.name}: {args.starts} starting layouts x {args.replays} greedy replays per policy")

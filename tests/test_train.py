@@ -2,11 +2,13 @@
 
 import json
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 import yaml
 
 from qmix.config import build_config
+from qmix.learn.learner import make_optimizer
 from qmix.learn.train import Trainer
 from qmix.run import train
 
@@ -124,10 +126,6 @@ def test_runs_start_without_a_batched_qr_and_equal_one_run_each():
 
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 def test_step_size_falls_linearly_then_stays(optimizer):
-    import jax.numpy as jnp
-
-    from qmix.learn.learner import make_optimizer
-
     config = build_config(preset="default", overrides=dict(
         optimizer=optimizer, lr="0.001", lr_finish="0.0001", lr_anneal_updates="4", grad_norm_clip="0"))
     opt = make_optimizer(config)

@@ -13,7 +13,6 @@ corrupted), is skipped in favour of the one before, with a warning.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import logging
@@ -123,8 +122,8 @@ def _first_line(error: Exception) -> str:
 def _settings_problem(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
     # A setting the checkpoint does not name was added to the library after it was written; at its
     # default it keeps the behaviour the run had, so it is no change.
-    added_at_default = {key for key in set(current) - set(saved) if key in FIELDS
-                        and FIELDS[key].default is not dataclasses.MISSING and current[key] == FIELDS[key].default}
+    added_at_default = {key for key in set(current) - set(saved)
+                        if key in FIELDS and current[key] == FIELDS[key].default}
     changed = [key for key in sorted(set(saved) | set(current))
                if key not in {*RESUMABLE_CHANGES, *added_at_default} and saved.get(key) != current.get(key)]
     if not changed:

@@ -120,14 +120,17 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="random seed of the test games (the same seed, the same games)")] = 12345,
     checkpoint: Annotated[bool, typer.Option("--checkpoint", help="use the newest checkpoint's parameters "
                                              "(a run still training, or stopped early)")] = False,
+    averaged: Annotated[bool, typer.Option("--averaged", help="play the averaged agent networks (runs trained "
+                                           "with policy_average_tau > 0)")] = False,
 ) -> None:
-    """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json."""
-    from qmix.evaluate import RESULT_FILE, evaluate_run, format_evaluation
+    """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json
+    (evaluation_averaged.json with --averaged)."""
+    from qmix.evaluate import AVERAGED_RESULT_FILE, RESULT_FILE, evaluate_run, format_evaluation
 
-    result = evaluate_run(run_dir, episodes=episodes, seed=seed, from_checkpoint=checkpoint)
+    result = evaluate_run(run_dir, episodes=episodes, seed=seed, from_checkpoint=checkpoint, averaged=averaged)
     for line in format_evaluation(result):
         typer.echo(line)
-    typer.echo(f"wrote {run_dir / RESULT_FILE}")
+    typer.echo(f"wrote {run_dir / (AVERAGED_RESULT_FILE if averaged else RESULT_FILE)}")
 
 
 @app.command()

@@ -75,6 +75,9 @@ class Config:
     td_lambda: float = 0.0  # 0: one-step targets; in (0, 1]: TD(lambda) over the episode
     target_update_interval_episodes: int = 200  # hard copy of the online network, in collected episodes
     target_update_tau: float = 0.0  # > 0: soft (Polyak) update after every learner update instead
+    # > 0: also keep an exponential moving average of the agent network (this weight on the newest
+    # parameters after every learner update); tests play it too and it is saved beside the final parameters
+    policy_average_tau: float = 0.0
     time_buckets: int = 4  # compiled batch lengths; a batch of short episodes is cut to skip padding (1: off)
 
     # --- collection and replay ---
@@ -249,6 +252,7 @@ def validate(config: Config) -> None:
     _check(0 <= c.gamma <= 1, f"gamma must be in [0, 1], got {c.gamma}")
     _check(0 <= c.td_lambda <= 1, f"td_lambda must be in [0, 1], got {c.td_lambda}")
     _check(0 <= c.target_update_tau <= 1, f"target_update_tau must be in [0, 1], got {c.target_update_tau}")
+    _check(0 <= c.policy_average_tau <= 1, f"policy_average_tau must be in [0, 1], got {c.policy_average_tau}")
     _check(0 < c.rmsprop_alpha < 1, f"rmsprop_alpha must be in (0, 1), got {c.rmsprop_alpha}")
     _check(c.rmsprop_eps > 0 and c.adam_eps > 0, "rmsprop_eps and adam_eps must be positive")
     _check(c.grad_norm_clip >= 0, f"grad_norm_clip must not be negative, got {c.grad_norm_clip}")

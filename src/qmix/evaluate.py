@@ -24,10 +24,10 @@ from qmix.envs.heuristic import wilson_interval
 from qmix.learn.rollout import run_episodes
 from qmix.learn.train import Trainer, seed_keys
 from qmix.results.stats import mean_ci
-from qmix.run import load_run_config, seed_folders
+from qmix.run import AVERAGED_AGENT_FILE, PARAMS_FILE, load_run_config, seed_folders
 
-PARAMS_FILE = "params.msgpack"
 RESULT_FILE = "evaluation.json"
+AVERAGED_RESULT_FILE = "evaluation_averaged.json"  # `qmix evaluate --averaged`
 ROUND_EPISODES = 256  # episodes played side by side; more are played in rounds (bounded memory)
 
 
@@ -53,7 +53,7 @@ class RunEvaluation:
     alg: str
     episodes: int
     seed: int
-    params: str  # "final" (params.msgpack) or "checkpoint <env step>"
+    params: str  # "final" (params.msgpack) or "checkpoint <env step>", then " averaged" for --averaged
     runs: list[SeedEvaluation]
     mean_win_rate: float
     mean_win_rate_ci: float | None  # half-width of the 95% t interval over runs; None for one run
@@ -76,10 +76,19 @@ def _outcomes(learner, env, agent_params, key, n_episodes):
 def load_final_params(folder: Path, trainer: Trainer, run_dir: Path):
     """The final parameters `qmix train` wrote in `folder` (of `run_dir`), or a one-line ConfigError why not."""
     template = trainer.learner.init(jax.random.PRNGKey(0)).params
-    path = folder / PARAMS_FILE
+    return _read_params(folder / PARAMS_FILE, template, run_dir)
+
+
+def load_final_averaged_agent(folder: Path, trainer: Trainer, run_dir: Path):
+    """The averaged agent network (policy_average_tau > 0) `qmix train` wrote in `folder`."""
+    template = trainer.learner.init(jax.random.PRNGKey(0)).params.agent
+    return _read_params(folder / AVERAGED_AGENT_FILE, template, run_dir)
+
+
+def _read_params(path: Path, template, run_dir: Path):
     if not path.is_file():
         raise ConfigError(
-            f"no final parameters in '{folder}' ({PARAMS_FILE} is written when training ends); "
+            f"no final parameters in '{path.parent}' ({path.name} is written when training ends); "
             f"finish the run with `qmix train --resume {run_dir}`, "
             "or evaluate its newest checkpoint with --checkpoint"
         )
@@ -93,8 +102,9 @@ def load_final_params(folder: Path, trainer: Trainer, run_dir: Path):
         ) from None
 
 
-def checkpoint_params(run_dir: Path, config: Config, trainer: Trainer) -> tuple[list, int]:
-    """Each run's parameters from the run's newest complete checkpoint (read only: the run may be training)."""
+def checkpoint_agents(run_dir: Path, config: Config, trainer: Trainer, averaged: bool = False) -> tuple[list, int]:
+    """Each run's agent network (online, or averaged) from the run's newest complete checkpoint (read only:
+    the run may be training)."""
     store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
     try:
         restored = store.restore_latest(
@@ -104,15 +114,18 @@ def checkpoint_params(run_dir: Path, config: Config, trainer: Trainer) -> tuple[
         )
     finally:
         store.close()
-    stacked = restored.runners.learner.params  # [S, ...] per leaf
+    learner = restored.runners.learner
+    stacked = learner.average_agent if averaged else learner.params.agent  # [S, ...] per leaf
     return [jax.tree.map(lambda x, k=k: x[k], stacked) for k in range(config.num_seeds)], restored.step
 
 
 def evaluate_run(
-    run_dir: Path, episodes: int = 512, seed: int = 12345, write: bool = True, from_checkpoint: bool = False
+    run_dir: Path, episodes: int = 512, seed: int = 12345, write: bool = True, from_checkpoint: bool = False,
+    averaged: bool = False,
 ) -> RunEvaluation:
     """Play `episodes` greedy episodes with every run's final parameters (or those of the newest checkpoint,
-    for a run still training or stopped early); the same seed gives the same games."""
+    for a run still training or stopped early); the same seed gives the same games. `averaged` plays the
+    averaged agent networks of a run trained with policy_average_tau > 0 instead of the online ones."""
     run_dir = Path(run_dir)
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
@@ -122,21 +135,29 @@ def evaluate_run(
             f"`qmix evaluate` plays SMAX maps and the two-step game; '{run_dir}' trained with backend="
             f"{config.backend} (its test win rates are in metrics.jsonl)"
         )
+    if averaged and config.policy_average_tau == 0:
+        raise ConfigError(
+            f"'{run_dir}' kept no averaged agent network (policy_average_tau is 0 in its config.yaml); "
+            "drop --averaged, or train with policy_average_tau=0.005"
+        )
     folders = seed_folders(run_dir, config)
     trainer = Trainer(config)
     if from_checkpoint:
-        all_params, step = checkpoint_params(run_dir, config, trainer)
+        agents, step = checkpoint_agents(run_dir, config, trainer, averaged)
         source = f"checkpoint {step}"
     else:
-        all_params = [load_final_params(folder, trainer, run_dir) for folder in folders]  # fail before any compiling
+        load = load_final_averaged_agent if averaged else (lambda *a: load_final_params(*a).agent)
+        agents = [load(folder, trainer, run_dir) for folder in folders]  # fail before any compiling
         source = "final"
+    if averaged:
+        source += " averaged"
 
     round_size = min(episodes, ROUND_EPISODES)
     rounds = -(-episodes // round_size)
     play = jax.jit(partial(_outcomes, trainer.learner, trainer.env, n_episodes=round_size))
     results = []
-    for folder, params in zip(folders, all_params, strict=True):
-        parts = [jax.device_get(play(params.agent, jax.random.fold_in(jax.random.PRNGKey(seed), r)))
+    for folder, agent_params in zip(folders, agents, strict=True):
+        parts = [jax.device_get(play(agent_params, jax.random.fold_in(jax.random.PRNGKey(seed), r)))
                  for r in range(rounds)]
         outcome = {name: np.concatenate([p[name] for p in parts])[:episodes] for name in parts[0]}
         results.append(_summarise(folder, outcome, episodes))
@@ -155,7 +176,7 @@ def evaluate_run(
         mean_win_rate_ci=float(half_width) if len(results) > 1 else None,
     )
     if write:
-        write_atomic(run_dir / RESULT_FILE, evaluation.to_json())
+        write_atomic(run_dir / (AVERAGED_RESULT_FILE if averaged else RESULT_FILE), evaluation.to_json())
     return evaluation
 
 

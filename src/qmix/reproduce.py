@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from qmix.config import ConfigError, build_config
-from qmix.run import resume, train, write_atomic
+from qmix.run import PARAMS_FILE, resume, train, write_atomic
 
 PAPER_MAPS = ["3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z"]
 MAIN_ALGS = ["iql", "vdn", "qmix"]
@@ -83,7 +83,7 @@ def run_is_complete(run_dir: Path, num_seeds: int, seed: int = 0) -> bool:
     if config.get("num_seeds") != num_seeds:
         return False
     folders = [run_dir] if num_seeds == 1 else [run_dir / f"seed_{seed + k}" for k in range(num_seeds)]
-    return all((f / "params.msgpack").exists() for f in folders)
+    return all((f / PARAMS_FILE).exists() for f in folders)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,8 @@ from qmix.results.metrics import MetricsLog
 
 INT32_MAX = np.iinfo(np.int32).max
 NON_FINITE_EXIT_CODE = 3
+PARAMS_FILE = "params.msgpack"  # a run's final parameters (agent and mixer), in each seed folder
+AVERAGED_AGENT_FILE = "averaged_agent.msgpack"  # its averaged agent network, when policy_average_tau > 0
 # The only logged fields that differ between two runs of one config and seed on one machine.
 WALL_CLOCK_FIELDS = ("wall_seconds", "env_steps_per_second")
 
@@ -351,6 +353,9 @@ class _Session:
         config, loop = self.config, self.loop
         keys = _evaluation_keys(config, loop.test_index)
         results = jax.device_get(self.trainer.evaluate_runs(runners.learner.params.agent, keys))
+        averaged = None
+        if config.policy_average_tau > 0:  # the same episodes' layouts and randomness: a paired comparison
+            averaged = jax.device_get(self.trainer.evaluate_runs(runners.learner.average_agent, keys))
         loop.test_index += 1
         wall = self.clock.seconds()
         for k in range(config.num_seeds):
@@ -363,6 +368,8 @@ class _Session:
                 "test_win_rate": float(results["test_win_rate"][k]),
                 "test_return": float(results["test_return"][k]),
                 "test_length": float(results["test_length"][k]),
+                **({f"{name}_averaged": float(averaged[name][k]) for name in ("test_win_rate", "test_return")}
+                   if averaged is not None else {}),
                 "wall_seconds": round(wall, 3),
                 "env_steps_per_second": steps / wall if wall > 0 else 0.0,
             }
@@ -398,7 +405,10 @@ class _Session:
     def write_final_params(self, runners: RunnerState) -> None:
         for k, folder in enumerate(self.folders):
             params = jax.tree.map(lambda x, k=k: np.asarray(x[k]), runners.learner.params)
-            write_atomic(folder / "params.msgpack", serialization.to_bytes(params))
+            write_atomic(folder / PARAMS_FILE, serialization.to_bytes(params))
+            if self.config.policy_average_tau > 0:
+                average = jax.tree.map(lambda x, k=k: np.asarray(x[k]), runners.learner.average_agent)
+                write_atomic(folder / AVERAGED_AGENT_FILE, serialization.to_bytes(average))
 
     def summary(self, runners: RunnerState) -> RunSummary:
         history = self.loop.history

@@ -52,6 +52,14 @@ class LearnerState:
     updates: jax.Array  # learner updates done so far
 
 
+@struct.dataclass
+class AveragingLearnerState(LearnerState):
+    """The state with policy_average_tau > 0. A subclass, not an optional field, so that runs without
+    averaging keep the exact tree that their checkpoints (and those of earlier versions) hold."""
+
+    average_agent: Any  # exponential moving average of params.agent
+
+
 @dataclass(frozen=True)
 class EnvSpec:
     n_agents: int
@@ -126,12 +134,15 @@ class Learner:
         agent_params = self.agent.init(agent_key, jnp.zeros((n, hidden)), jnp.zeros((n, self.input_dim)))
         mixer_params = self.mixer.init(mixer_key, jnp.zeros((n,)), jnp.zeros((self.spec.state_dim,)))
         params = Params(agent_params, mixer_params)
-        return LearnerState(
+        state = LearnerState(
             params=params,
             target_params=params,
             opt_state=self.optimizer.init(params),
             updates=jnp.zeros((), jnp.int32),
         )
+        if self.config.policy_average_tau > 0:
+            return AveragingLearnerState(**vars(state), average_agent=agent_params)
+        return state
 
     def initial_hidden(self, *batch: int) -> jax.Array:
         return jnp.zeros((*batch, self.spec.n_agents, self.config.agent_hidden_dim))
@@ -215,6 +226,9 @@ class Learner:
         new_state = state.replace(
             params=params, target_params=target_params, opt_state=opt_state, updates=state.updates + 1
         )
+        if self.config.policy_average_tau > 0:
+            average = optax.incremental_update(params.agent, state.average_agent, self.config.policy_average_tau)
+            new_state = new_state.replace(average_agent=average)
         metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), **aux}
         return new_state, metrics
 

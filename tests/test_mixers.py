@@ -105,3 +105,33 @@ def test_qmix_lin_is_linear_in_the_utilities():
     mixer_q, params_q = init_mixer("qmix", 3, jax.random.PRNGKey(0))
     g = lambda q: mixer_q.apply(params_q, q, state)[0]  # noqa: E731
     assert abs(float(g(2.0 * x - 3.0 * y) - (2.0 * g(x) - 3.0 * g(y) + 2.0 * g(jnp.zeros(3))))) > 1e-3
+
+
+def test_state_last_action_appends_every_agents_previous_action_one_hot():
+    from qmix.config import ConfigError, build_config
+    from qmix.learn.learner import EnvSpec, Episodes, Learner
+
+    spec = EnvSpec(n_agents=2, n_actions=3, obs_dim=1, state_dim=2, episode_limit=2)
+    state = jnp.array([[[10.0, 11.0], [20.0, 21.0], [30.0, 31.0]]])  # [B=1, T+1=3, S=2]
+    episodes = Episodes(
+        obs=jnp.zeros((1, 3, 2, 1)), state=state, avail=jnp.ones((1, 3, 2, 3), bool),
+        actions=jnp.array([[[2, 0], [1, 1]]]),  # step 0: agent 0 took 2, agent 1 took 0; step 1: both 1
+        rewards=jnp.zeros((1, 2)), terminated=jnp.array([[False, True]]), truncated=jnp.zeros((1, 2), bool),
+        filled=jnp.ones((1, 2), bool),
+    )
+    learner = Learner(build_config(preset="default", state_last_action=True), spec)
+    # By hand: slot 0 has no previous action; slot t holds the one-hot actions of step t-1, agent by agent
+    np.testing.assert_array_equal(np.asarray(learner.mixer_states(episodes)), [[
+        [10, 11, 0, 0, 0, 0, 0, 0],
+        [20, 21, 0, 0, 1, 1, 0, 0],
+        [30, 31, 0, 1, 0, 0, 1, 0],
+    ]])
+    params = learner.init(jax.random.PRNGKey(0)).params
+    loss, _ = learner.loss(params, params, episodes)  # the mixer takes the wider state
+    assert np.isfinite(float(loss))
+    plain = Learner(build_config(preset="default"), spec)
+    assert plain.mixer_states(episodes) is episodes.state  # off (the default): the bare state, as before
+    with pytest.raises(ConfigError, match="state_last_action is for the StarCraft maps"):
+        build_config(preset="two_step", state_last_action=True)
+    with pytest.raises(ConfigError, match="backend=sc2's state already holds every agent's last action"):
+        build_config(preset="default", backend="sc2", state_last_action=True)

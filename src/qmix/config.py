@@ -54,6 +54,8 @@ class Config:
     agent_hidden_dim: int = 64
     obs_last_action: bool = True  # append the agent's previous action, one-hot
     obs_agent_id: bool = True  # append the agent's index, one-hot
+    # the mixer's state also holds every agent's previous action, one-hot (SMAC's state_last_action)
+    state_last_action: bool = False
 
     # --- mixer ---
     mixing_embed_dim: int = 32
@@ -231,10 +233,15 @@ def validate(config: Config) -> None:
         _check(c.reward in ("smac", "smac_signed"),
                f"backend=sc2 pays SMAC's own reward (smac or smac_signed); drop reward={c.reward}")
         _check(c.episode_limit == 0, "backend=sc2 uses the map's own episode limit (SMAC's); drop episode_limit")
+        _check(not c.state_last_action,
+               "backend=sc2's state already holds every agent's last action (SMAC's default); drop state_last_action")
     else:
         names = list_environments()
         _check(c.map in names,
                f"unknown map '{c.map}'{_did_you_mean(c.map, names)}: choose one of {', '.join(names)}")
+    _check(not (c.state_last_action and c.map == "two_step"),
+           "state_last_action is for the StarCraft maps (the two-step game's tables mix the bare state); "
+           "drop state_last_action")
     _check(c.reward in REWARD_SETTINGS, f"reward must be one of {', '.join(REWARD_SETTINGS)}; got '{c.reward}'")
     _check(c.agent in ("rnn", "ff"), f"agent must be 'rnn' or 'ff', got '{c.agent}'")
     _check(c.optimizer in ("rmsprop", "adam"), f"optimizer must be 'rmsprop' or 'adam', got '{c.optimizer}'")

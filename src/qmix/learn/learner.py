@@ -73,6 +73,12 @@ class EnvSpec:
         return cls(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit)
 
 
+def previous_actions(episodes: Episodes) -> jax.Array:
+    """[B, T+1, N]: the action each agent took before each slot; -1 (none) in slot 0."""
+    no_action = -jnp.ones_like(episodes.actions[:, :1])  # [B, 1, N]
+    return jnp.concatenate([no_action, episodes.actions], axis=1)
+
+
 def time_buckets(episode_limit: int, count: int) -> list[int]:
     """The lengths a batch may be cut to: `count` evenly spaced steps up to the episode limit."""
     count = max(1, min(count, episode_limit))
@@ -126,13 +132,14 @@ class Learner:
         self.input_dim = agent_input_dim(
             spec.obs_dim, spec.n_agents, spec.n_actions, config.obs_last_action, config.obs_agent_id
         )
+        self.mixer_state_dim = spec.state_dim + (spec.n_agents * spec.n_actions if config.state_last_action else 0)
 
     # ----- networks -----
     def init(self, key: jax.Array) -> LearnerState:
         agent_key, mixer_key = jax.random.split(key)
         n, hidden = self.spec.n_agents, self.config.agent_hidden_dim
         agent_params = self.agent.init(agent_key, jnp.zeros((n, hidden)), jnp.zeros((n, self.input_dim)))
-        mixer_params = self.mixer.init(mixer_key, jnp.zeros((n,)), jnp.zeros((self.spec.state_dim,)))
+        mixer_params = self.mixer.init(mixer_key, jnp.zeros((n,)), jnp.zeros((self.mixer_state_dim,)))
         params = Params(agent_params, mixer_params)
         state = LearnerState(
             params=params,
@@ -163,9 +170,7 @@ class Learner:
         only place the RNN resets.
         """
         batch = episodes.obs.shape[0]
-        no_action = -jnp.ones_like(episodes.actions[:, :1])  # [B, 1, N]
-        last_actions = jnp.concatenate([no_action, episodes.actions], axis=1)  # [B, T+1, N]
-        inputs = self.agent_inputs(episodes.obs, last_actions)  # [B, T+1, N, D]
+        inputs = self.agent_inputs(episodes.obs, previous_actions(episodes))  # [B, T+1, N, D]
 
         def step(hidden, x):
             hidden, q = self.agent.apply(agent_params, hidden, x)
@@ -174,16 +179,26 @@ class Learner:
         _, q = jax.lax.scan(step, self.initial_hidden(batch), jnp.swapaxes(inputs, 0, 1))
         return jnp.swapaxes(q, 0, 1)
 
+    def mixer_states(self, episodes: Episodes) -> jax.Array:
+        """What the mixer sees in each slot: the state [B, T+1, S], and with state_last_action every agent's
+        previous action one-hot after it ([B, T+1, S + N*A]; none yet in slot 0: zeros)."""
+        if not self.config.state_last_action:
+            return episodes.state
+        last_actions = previous_actions(episodes)  # [B, T+1, N]
+        one_hot = jax.nn.one_hot(last_actions, self.spec.n_actions)  # [B, T+1, N, A]; -1 gives zeros
+        return jnp.concatenate([episodes.state, one_hot.reshape(*last_actions.shape[:2], -1)], axis=-1)
+
     # ----- loss and update -----
     def loss(self, params: Params, target_params: Params, batch: Episodes):
         c = self.config
         q = self.unroll(params.agent, batch)  # [B, T+1, N, A]
         target_q = jax.lax.stop_gradient(self.unroll(target_params.agent, batch))
         q_taken = jnp.take_along_axis(q[:, :-1], batch.actions[..., None], axis=-1)[..., 0]  # [B, T, N]
-        q_tot = self.mixer.apply(params.mixer, q_taken, batch.state[:, :-1])  # [B, T, K]
+        states = self.mixer_states(batch)  # [B, T+1, S']
+        q_tot = self.mixer.apply(params.mixer, q_taken, states[:, :-1])  # [B, T, K]
 
         next_q = td.next_agent_values(target_q[:, 1:], q[:, 1:], batch.avail[:, 1:], c.double_q)  # [B, T, N]
-        next_q_tot = self.mixer.apply(target_params.mixer, next_q, batch.state[:, 1:])  # [B, T, K]
+        next_q_tot = self.mixer.apply(target_params.mixer, next_q, states[:, 1:])  # [B, T, K]
         next_q_tot = jax.lax.stop_gradient(next_q_tot)
         if c.td_lambda > 0:
             y = td.lambda_targets(batch.rewards, batch.terminated, batch.filled, next_q_tot, c.gamma, c.td_lambda)

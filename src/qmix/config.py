@@ -256,15 +256,11 @@ def validate(config: Config) -> None:
         _check(getattr(c, key) >= 0, f"{key} must not be negative, got {getattr(c, key)}")
     _check(c.lr > 0, f"lr must be positive, got {c.lr}")
     _check(c.lr_finish > 0, f"lr_finish must be positive, got {c.lr_finish}")
-    _check(0 <= c.gamma <= 1, f"gamma must be in [0, 1], got {c.gamma}")
-    _check(0 <= c.td_lambda <= 1, f"td_lambda must be in [0, 1], got {c.td_lambda}")
-    _check(0 <= c.target_update_tau <= 1, f"target_update_tau must be in [0, 1], got {c.target_update_tau}")
-    _check(0 <= c.policy_average_tau <= 1, f"policy_average_tau must be in [0, 1], got {c.policy_average_tau}")
     _check(0 < c.rmsprop_alpha < 1, f"rmsprop_alpha must be in (0, 1), got {c.rmsprop_alpha}")
     _check(c.rmsprop_eps > 0 and c.adam_eps > 0, "rmsprop_eps and adam_eps must be positive")
     _check(c.grad_norm_clip >= 0, f"grad_norm_clip must not be negative, got {c.grad_norm_clip}")
     _check(c.updates_per_episode >= 0, f"updates_per_episode must not be negative, got {c.updates_per_episode}")
-    for key in ("epsilon_start", "epsilon_finish"):
+    for key in ("gamma", "td_lambda", "target_update_tau", "policy_average_tau", "epsilon_start", "epsilon_finish"):
         _check(0 <= getattr(c, key) <= 1, f"{key} must be in [0, 1], got {getattr(c, key)}")
     _check(c.batch_size <= c.buffer_size_episodes,
            f"batch_size ({c.batch_size}) is larger than the replay (buffer_size_episodes={c.buffer_size_episodes}); "

@@ -22,7 +22,7 @@ from qmix.checkpoint import CheckpointStore, write_atomic
 from qmix.config import Config, ConfigError
 from qmix.envs.heuristic import wilson_interval
 from qmix.learn.rollout import run_episodes
-from qmix.learn.train import Trainer, seed_keys
+from qmix.learn.train import Trainer, run_slice, seed_keys
 from qmix.results.stats import mean_ci
 from qmix.run import AVERAGED_AGENT_FILE, PARAMS_FILE, load_run_config, seed_folders
 
@@ -116,7 +116,7 @@ def checkpoint_agents(run_dir: Path, config: Config, trainer: Trainer, averaged:
         store.close()
     learner = restored.runners.learner
     stacked = learner.average_agent if averaged else learner.params.agent  # [S, ...] per leaf
-    return [jax.tree.map(lambda x, k=k: x[k], stacked) for k in range(config.num_seeds)], restored.step
+    return [run_slice(stacked, k) for k in range(config.num_seeds)], restored.step
 
 
 def evaluate_run(

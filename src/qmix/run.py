@@ -21,7 +21,7 @@ from flax import serialization
 
 from qmix.checkpoint import CHECKPOINT_FOLDER, RESUMABLE_CHANGES, CheckpointStore, Restored, write_atomic
 from qmix.config import FIELDS, Config, ConfigError, apply_settings, build_config, config_to_yaml, validate
-from qmix.learn.train import RunnerState, Trainer, seed_keys
+from qmix.learn.train import RunnerState, Trainer, run_slice, seed_keys
 from qmix.results.metrics import MetricsLog
 
 INT32_MAX = np.iinfo(np.int32).max
@@ -368,11 +368,12 @@ class _Session:
                 "test_win_rate": float(results["test_win_rate"][k]),
                 "test_return": float(results["test_return"][k]),
                 "test_length": float(results["test_length"][k]),
-                **({f"{name}_averaged": float(averaged[name][k]) for name in ("test_win_rate", "test_return")}
-                   if averaged is not None else {}),
-                "wall_seconds": round(wall, 3),
-                "env_steps_per_second": steps / wall if wall > 0 else 0.0,
             }
+            if averaged is not None:
+                record["test_win_rate_averaged"] = float(averaged["test_win_rate"][k])
+                record["test_return_averaged"] = float(averaged["test_return"][k])
+            record["wall_seconds"] = round(wall, 3)
+            record["env_steps_per_second"] = steps / wall if wall > 0 else 0.0
             self.logs[k].write(record)
             loop.history[k].append(record)
         return results
@@ -404,10 +405,10 @@ class _Session:
 
     def write_final_params(self, runners: RunnerState) -> None:
         for k, folder in enumerate(self.folders):
-            params = jax.tree.map(lambda x, k=k: np.asarray(x[k]), runners.learner.params)
+            params = jax.device_get(run_slice(runners.learner.params, k))
             write_atomic(folder / PARAMS_FILE, serialization.to_bytes(params))
             if self.config.policy_average_tau > 0:
-                average = jax.tree.map(lambda x, k=k: np.asarray(x[k]), runners.learner.average_agent)
+                average = jax.device_get(run_slice(runners.learner.average_agent, k))
                 write_atomic(folder / AVERAGED_AGENT_FILE, serialization.to_bytes(average))
 
     def summary(self, runners: RunnerState) -> RunSummary:

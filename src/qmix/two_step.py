@@ -11,7 +11,7 @@ import numpy as np
 
 from qmix.config import build_config
 from qmix.envs.two_step import STATE_NAMES
-from qmix.learn.train import Trainer, seed_keys
+from qmix.learn.train import Trainer, run_slice, seed_keys
 
 # The paper's learned Q_tot, [state, agent 1's action, agent 2's action] (PAPER.md section 3).
 PAPER_Q_TOT = {
@@ -67,7 +67,7 @@ def run_two_step(alg: str, seed: int = 0, num_seeds: int = 5, episodes: int = 50
     results = trainer.evaluate_runs(runners.learner.params.agent, eval_keys)
     out = []
     for k in range(num_seeds):
-        params = jax.tree.map(lambda x, k=k: x[k], runners.learner.params)
+        params = run_slice(runners.learner.params, k)
         out.append(TwoStepResult(alg, seed + k, q_tot_tables(trainer, params), float(results["test_return"][k])))
     return out
 

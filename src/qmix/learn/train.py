@@ -342,6 +342,11 @@ def evaluation_metrics(stats: EpisodeStats) -> dict:
     }
 
 
+def run_slice(tree: Any, k: int) -> Any:
+    """Run k of a pytree whose leaves carry the seed axis S first."""
+    return jax.tree.map(lambda x: x[k], tree)
+
+
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
     """[S, 2] keys: run k gets the key of seed `seed + k`, so a vmapped run equals the same seed alone."""
     return jnp.stack([jax.random.PRNGKey(seed + k) for k in range(num_seeds)])

@@ -1,13 +1,16 @@
-"""Do the seeds of a run fail on different games? Greedy win rate of their agent networks played together.
+"""Do policies fail on different games? Greedy win rate of several agent networks played together.
 
-Each agent runs every seed's agent network on its own observations and acts greedily on the mean of their
-advantages (Q minus its mean over actions, so that seeds with different value scales count equally): still
-decentralised execution. If the seeds' losses were shared, the ensemble would win no more often than its
+Each agent runs every member's agent network on its own observations and acts greedily on the mean of their
+advantages (Q minus its mean over actions, so that members with different value scales count equally): still
+decentralised execution. If the members' losses were shared, the ensemble would win no more often than its
 members; if each loses on its own blind spots, it wins more. Every policy plays the same episodes.
 
     python benchmarks/policy_ensemble.py RUN_DIR [RUN_DIR ...] [--episodes 512] [--seed 123]
+    python benchmarks/policy_ensemble.py RUN_DIR --within-seeds
 
-The members are every seed folder of the runs named (which must share a map and networks).
+By default the members are every seed folder of the runs named (which must share a map and networks).
+With --within-seeds each seed is its own ensemble, of networks from its one run only: its final agent
+network, its averaged one (runs with policy_average_tau > 0) and those of its older kept checkpoints.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qmix.checkpoint import CheckpointStore
 from qmix.envs.heuristic import wilson_interval
-from qmix.evaluate import load_final_params
+from qmix.evaluate import checkpoint_agents, load_final_averaged_agent, load_final_params
 from qmix.learn.learner import Learner
 from qmix.learn.rollout import run_episodes
 from qmix.learn.train import Trainer
+from qmix.results.stats import mean_ci
 from qmix.run import load_run_config, seed_folders
 
 
@@ -46,15 +51,74 @@ class EnsembleActor:
         return hidden, advantages.mean(axis=0)
 
 
+def same_params(a, b) -> bool:
+    return all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+
+def networks_of_each_seed(run_dir: Path, trainer: Trainer) -> list[list[tuple[str, object]]]:
+    """Per seed folder: (name, agent params) of its final, averaged and older checkpointed networks."""
+    config = load_run_config(run_dir)
+    folders = seed_folders(run_dir, config)
+    per_seed = [[("final", load_final_params(folder, trainer, run_dir).agent)] for folder in folders]
+    if config.policy_average_tau > 0:
+        for networks, folder in zip(per_seed, folders, strict=True):
+            networks.append(("final averaged", load_final_averaged_agent(folder, trainer, run_dir)))
+    store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
+    checkpoint_steps = store.complete_steps()
+    store.close()
+    for step in checkpoint_steps:
+        kinds = [False, True] if config.policy_average_tau > 0 else [False]
+        for averaged in kinds:
+            agents, _ = checkpoint_agents(run_dir, config, trainer, averaged, at_most=step)
+            for networks, agent in zip(per_seed, agents, strict=True):
+                if not any(same_params(agent, known) for _, known in networks):  # the end's checkpoint = final
+                    networks.append((f"checkpoint {step}" + (" averaged" if averaged else ""), agent))
+    return per_seed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", type=Path, nargs="+")
     parser.add_argument("--episodes", type=int, default=512)
     parser.add_argument("--seed", type=int, default=123, help="random seed of the test games")
+    parser.add_argument("--within-seeds", action="store_true",
+                        help="one ensemble per seed, of that seed's final, averaged and checkpointed networks")
     args = parser.parse_args()
 
     config = load_run_config(args.run_dirs[0])
     trainer = Trainer(config)
+    key = jax.random.PRNGKey(args.seed)
+
+    def win_rate(actor, agent_params) -> float:
+        play = jax.jit(lambda p: run_episodes(actor, trainer.env, p, key, args.episodes, 0.0)[1].won)
+        return float(np.mean(np.asarray(play(agent_params))))
+
+    def ensemble_rate(members) -> float:
+        stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
+        return win_rate(EnsembleActor(trainer.learner, len(members)), stacked)
+
+    def show(name: str, rate: float) -> None:
+        low, high = wilson_interval(round(rate * args.episodes), args.episodes)
+        print(f"  {name}: {100 * rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}]", flush=True)
+
+    print(f"{config.alg} on {config.map}, {args.episodes} greedy episodes (seed {args.seed}), the same for every policy:")
+    if args.within_seeds:
+        finals, ensembles = [], []
+        for run_dir in args.run_dirs:
+            for folder, networks in zip(seed_folders(run_dir, load_run_config(run_dir)),
+                                        networks_of_each_seed(run_dir, trainer), strict=True):
+                print(f"{folder}:")
+                for name, params in networks:
+                    rate = win_rate(trainer.learner, params)
+                    finals += [rate] if name == "final" else []
+                    show(name, rate)
+                ensembles.append(ensemble_rate([params for _, params in networks]))
+                show(f"ensemble of these {len(networks)}", ensembles[-1])
+        for name, rates in (("final networks", finals), ("ensembles", ensembles)):
+            _, half_width, _ = mean_ci(np.array(rates))
+            print(f"mean over {len(rates)} seeds, {name}: {100 * np.mean(rates):.1f}% +- {100 * half_width:.1f}")
+        return
+
     folders, members = [], []
     for run_dir in args.run_dirs:
         for folder in seed_folders(run_dir, load_run_config(run_dir)):
@@ -62,19 +126,9 @@ def main() -> None:
             members.append(load_final_params(folder, trainer, run_dir).agent)
     if len(members) < 2:
         raise SystemExit("an ensemble needs two runs or more: name a run trained with --seeds 2+, or several runs")
-    key = jax.random.PRNGKey(args.seed)
-
-    def win_rate(actor, agent_params) -> float:
-        play = jax.jit(lambda p: run_episodes(actor, trainer.env, p, key, args.episodes, 0.0)[1].won)
-        return float(np.mean(np.asarray(play(agent_params))))
-
-    rows = [(str(folder), win_rate(trainer.learner, params)) for folder, params in zip(folders, members, strict=True)]
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
-    rows.append((f"ensemble of {len(members)}", win_rate(EnsembleActor(trainer.learner, len(members)), stacked)))
-    print(f"{config.alg} on {config.map}, {args.episodes} greedy episodes (seed {args.seed}), the same for every policy:")
-    for name, rate in rows:
-        low, high = wilson_interval(round(rate * args.episodes), args.episodes)
-        print(f"  {name}: {100 * rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}]")
+    for folder, params in zip(folders, members, strict=True):
+        show(str(folder), win_rate(trainer.learner, params))
+    show(f"ensemble of {len(members)}", ensemble_rate(members))
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ BAD_INPUTS = [
     (["evaluate", "NO_CHECKPOINT", "--episodes", "0"], ["--episodes must be at least 1"]),
     (["evaluate", "NO_CHECKPOINT", "--checkpoint"], ["no checkpoint in", "no_checkpoint"]),
     (["evaluate", "BROKEN_RUN", "--checkpoint"], ["no usable checkpoint", "400", "truncated"]),
+    (["evaluate", "BROKEN_RUN", "--checkpoint-step", "100"], ["no checkpoint at or before env step 100", "keeps"]),
 ]
 
 

@@ -137,3 +137,10 @@ def test_the_newest_checkpoint_can_be_evaluated_and_equals_the_final_parameters_
     assert from_checkpoint.runs == final.runs
     with pytest.raises(ConfigError, match="no final parameters .*or evaluate its newest checkpoint with --checkpoint"):
         evaluation.evaluate_run(tmp_path / "run")
+    # an earlier checkpoint: the newest at or before the step named, written to a file of its own
+    earlier = evaluation.evaluate_run(tmp_path / "run", episodes=8, checkpoint_step=399)
+    assert earlier.params == "checkpoint 200"
+    written = sorted(path.name for path in (tmp_path / "run").glob("evaluation*.json"))
+    assert written == ["evaluation_checkpoint_200.json", "evaluation_checkpoint_400.json"]
+    with pytest.raises(ConfigError, match="no checkpoint at or before env step 199 .*keeps 200, 400"):
+        evaluation.evaluate_run(tmp_path / "run", checkpoint_step=199)

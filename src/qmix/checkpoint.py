@@ -220,9 +220,11 @@ class CheckpointStore:
 
     # ----- restoring -----
     def restore_latest(
-        self, make_template: Callable[[], Any], fresh_replay: Callable[[], Any], settings: dict[str, Any]
+        self, make_template: Callable[[], Any], fresh_replay: Callable[[], Any], settings: dict[str, Any],
+        at_most: int | None = None,
     ) -> Restored:
         """Restore the newest checkpoint that verifies; skip (and report) newer ones that do not.
+        `at_most`: consider only the checkpoints of that env step or older (to read an earlier one).
 
         `make_template()` gives a RunnerState of the right structure, abstract (`jax.eval_shape`) or
         concrete: the shapes and types to restore into. It is called once, and only when a checkpoint
@@ -236,6 +238,14 @@ class CheckpointStore:
                 f"no checkpoint in '{self.folder}': nothing to resume (set checkpoint_interval_env_steps "
                 "to write them during a run)"
             )
+        if at_most is not None:
+            kept = steps
+            steps = [step for step in steps if step <= at_most]
+            if not steps:
+                raise CheckpointError(
+                    f"no checkpoint at or before env step {at_most} in '{self.folder}' (it keeps "
+                    f"{', '.join(map(str, kept))}); name one of those"
+                )
         skipped: list[str] = []
         template = None
         for step in reversed(steps):

@@ -120,17 +120,21 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="random seed of the test games (the same seed, the same games)")] = 12345,
     checkpoint: Annotated[bool, typer.Option("--checkpoint", help="use the newest checkpoint's parameters "
                                              "(a run still training, or stopped early)")] = False,
+    checkpoint_step: Annotated[int | None, typer.Option("--checkpoint-step", metavar="ENV_STEP",
+                                                        help="use the newest kept checkpoint at or before "
+                                                        "this env step")] = None,
     averaged: Annotated[bool, typer.Option("--averaged", help="play the averaged agent networks (runs trained "
                                            "with policy_average_tau > 0)")] = False,
 ) -> None:
     """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json
-    (evaluation_averaged.json with --averaged)."""
-    from qmix.evaluate import AVERAGED_RESULT_FILE, RESULT_FILE, evaluate_run, format_evaluation
+    (evaluation_averaged.json with --averaged, evaluation_checkpoint_<step>.json from a checkpoint)."""
+    from qmix.evaluate import evaluate_run, format_evaluation
 
-    result = evaluate_run(run_dir, episodes=episodes, seed=seed, from_checkpoint=checkpoint, averaged=averaged)
+    result = evaluate_run(run_dir, episodes=episodes, seed=seed, from_checkpoint=checkpoint, averaged=averaged,
+                          checkpoint_step=checkpoint_step)
     for line in format_evaluation(result):
         typer.echo(line)
-    typer.echo(f"wrote {run_dir / (AVERAGED_RESULT_FILE if averaged else RESULT_FILE)}")
+    typer.echo(f"wrote {run_dir / result.file_name}")
 
 
 @app.command()

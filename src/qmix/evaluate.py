@@ -61,6 +61,15 @@ class RunEvaluation:
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
 
+    @property
+    def file_name(self) -> str:
+        """Where it is written in the run folder: one file per source, so none overwrites another."""
+        if self.params == "final":
+            return RESULT_FILE
+        if self.params == "final averaged":
+            return AVERAGED_RESULT_FILE
+        return "evaluation_" + self.params.replace(" ", "_") + ".json"  # evaluation_checkpoint_400[_averaged]
+
 
 def _outcomes(learner, env, agent_params, key, n_episodes):
     """[E] per-episode outcomes of `n_episodes` greedy episodes (compiled once per run config)."""
@@ -102,15 +111,18 @@ def _read_params(path: Path, template, run_dir: Path):
         ) from None
 
 
-def checkpoint_agents(run_dir: Path, config: Config, trainer: Trainer, averaged: bool = False) -> tuple[list, int]:
-    """Each run's agent network (online, or averaged) from the run's newest complete checkpoint (read only:
-    the run may be training)."""
+def checkpoint_agents(
+    run_dir: Path, config: Config, trainer: Trainer, averaged: bool = False, at_most: int | None = None
+) -> tuple[list, int]:
+    """Each run's agent network (online, or averaged) from the run's newest complete checkpoint, or the
+    newest at or before env step `at_most` (read only: the run may be training)."""
     store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
     try:
         restored = store.restore_latest(
             lambda: jax.eval_shape(trainer.init_runs, seed_keys(config.seed, config.num_seeds)),
             lambda: None,  # the replay is not needed
             config.to_dict(),
+            at_most=at_most,
         )
     finally:
         store.close()
@@ -121,11 +133,12 @@ def checkpoint_agents(run_dir: Path, config: Config, trainer: Trainer, averaged:
 
 def evaluate_run(
     run_dir: Path, episodes: int = 512, seed: int = 12345, write: bool = True, from_checkpoint: bool = False,
-    averaged: bool = False,
+    averaged: bool = False, checkpoint_step: int | None = None,
 ) -> RunEvaluation:
     """Play `episodes` greedy episodes with every run's final parameters (or those of the newest checkpoint,
-    for a run still training or stopped early); the same seed gives the same games. `averaged` plays the
-    averaged agent networks of a run trained with policy_average_tau > 0 instead of the online ones."""
+    for a run still training or stopped early; `checkpoint_step`: the newest at or before that env step);
+    the same seed gives the same games. `averaged` plays the averaged agent networks of a run trained with
+    policy_average_tau > 0 instead of the online ones."""
     run_dir = Path(run_dir)
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
@@ -142,8 +155,8 @@ def evaluate_run(
         )
     folders = seed_folders(run_dir, config)
     trainer = Trainer(config)
-    if from_checkpoint:
-        agents, step = checkpoint_agents(run_dir, config, trainer, averaged)
+    if from_checkpoint or checkpoint_step is not None:
+        agents, step = checkpoint_agents(run_dir, config, trainer, averaged, at_most=checkpoint_step)
         source = f"checkpoint {step}"
     else:
         load = load_final_averaged_agent if averaged else (lambda *a: load_final_params(*a).agent)
@@ -176,7 +189,7 @@ def evaluate_run(
         mean_win_rate_ci=float(half_width) if len(results) > 1 else None,
     )
     if write:
-        write_atomic(run_dir / (AVERAGED_RESULT_FILE if averaged else RESULT_FILE), evaluation.to_json())
+        write_atomic(run_dir / evaluation.file_name, evaluation.to_json())
     return evaluation
 
 

@@ -7,10 +7,12 @@ members; if each loses on its own blind spots, it wins more. Every policy plays 
 
     python benchmarks/policy_ensemble.py RUN_DIR [RUN_DIR ...] [--episodes 512] [--seed 123]
     python benchmarks/policy_ensemble.py RUN_DIR --within-seeds
+    python benchmarks/policy_ensemble.py RUN_DIR --agent-params AGENT.msgpack AGENT.msgpack ...
 
 By default the members are every seed folder of the runs named (which must share a map and networks).
 With --within-seeds each seed is its own ensemble, of networks from its one run only: its final agent
 network, its averaged one (runs with policy_average_tau > 0) and those of its older kept checkpoints.
+With --agent-params the members are agent-network files of the run's networks (e.g. snapshots).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import serialization
 
 from qmix.checkpoint import CheckpointStore
 from qmix.envs.heuristic import wilson_interval
@@ -55,9 +58,10 @@ def same_params(a, b) -> bool:
     return all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
 
-def networks_of_each_seed(run_dir: Path, trainer: Trainer) -> list[list[tuple[str, object]]]:
+def networks_of_each_seed(run_dir: Path) -> list[list[tuple[str, object]]]:
     """Per seed folder: (name, agent params) of its final, averaged and older checkpointed networks."""
     config = load_run_config(run_dir)
+    trainer = Trainer(config)  # this run's own: its checkpoints hold its learner state (averaged or not)
     folders = seed_folders(run_dir, config)
     per_seed = [[("final", load_final_params(folder, trainer, run_dir).agent)] for folder in folders]
     if config.policy_average_tau > 0:
@@ -83,6 +87,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=123, help="random seed of the test games")
     parser.add_argument("--within-seeds", action="store_true",
                         help="one ensemble per seed, of that seed's final, averaged and checkpointed networks")
+    parser.add_argument("--agent-params", nargs="+", type=Path, default=[],
+                        help="agent-network files (flax msgpack) of the run's networks: the members")
     args = parser.parse_args()
 
     config = load_run_config(args.run_dirs[0])
@@ -106,7 +112,7 @@ def main() -> None:
         finals, ensembles = [], []
         for run_dir in args.run_dirs:
             for folder, networks in zip(seed_folders(run_dir, load_run_config(run_dir)),
-                                        networks_of_each_seed(run_dir, trainer), strict=True):
+                                        networks_of_each_seed(run_dir), strict=True):
                 print(f"{folder}:")
                 for name, params in networks:
                     rate = win_rate(trainer.learner, params)
@@ -120,7 +126,11 @@ def main() -> None:
         return
 
     folders, members = [], []
-    for run_dir in args.run_dirs:
+    template = trainer.learner.init(jax.random.PRNGKey(0)).params.agent
+    for path in args.agent_params:
+        folders.append(path)
+        members.append(serialization.from_bytes(template, path.read_bytes()))
+    for run_dir in [] if args.agent_params else args.run_dirs:
         for folder in seed_folders(run_dir, load_run_config(run_dir)):
             folders.append(folder)
             members.append(load_final_params(folder, trainer, run_dir).agent)

@@ -23,14 +23,14 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization
 
 from qmix.checkpoint import CheckpointStore
+from qmix.config import ConfigError
 from qmix.envs.heuristic import wilson_interval
-from qmix.evaluate import checkpoint_agents, load_final_averaged_agent, load_final_params
+from qmix.evaluate import checkpoint_learner, load_agent_file, load_final_averaged_agent, load_final_params
 from qmix.learn.learner import Learner
 from qmix.learn.rollout import run_episodes
-from qmix.learn.train import Trainer
+from qmix.learn.train import Trainer, run_slice
 from qmix.results.stats import mean_ci
 from qmix.run import load_run_config, seed_folders
 
@@ -62,21 +62,23 @@ def networks_of_each_seed(run_dir: Path) -> list[list[tuple[str, object]]]:
     """Per seed folder: (name, agent params) of its final, averaged and older checkpointed networks."""
     config = load_run_config(run_dir)
     trainer = Trainer(config)  # this run's own: its checkpoints hold its learner state (averaged or not)
+    averaging = config.policy_average_tau > 0
     folders = seed_folders(run_dir, config)
     per_seed = [[("final", load_final_params(folder, trainer, run_dir).agent)] for folder in folders]
-    if config.policy_average_tau > 0:
+    if averaging:
         for networks, folder in zip(per_seed, folders, strict=True):
             networks.append(("final averaged", load_final_averaged_agent(folder, trainer, run_dir)))
     store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
     checkpoint_steps = store.complete_steps()
     store.close()
     for step in checkpoint_steps:
-        kinds = [False, True] if config.policy_average_tau > 0 else [False]
-        for averaged in kinds:
-            agents, _ = checkpoint_agents(run_dir, config, trainer, averaged, at_most=step)
-            for networks, agent in zip(per_seed, agents, strict=True):
+        learner, _ = checkpoint_learner(run_dir, config, trainer, at_most=step)
+        kinds = [("", learner.params.agent)] + ([(" averaged", learner.average_agent)] if averaging else [])
+        for suffix, stacked in kinds:
+            for k, networks in enumerate(per_seed):
+                agent = run_slice(stacked, k)
                 if not any(same_params(agent, known) for _, known in networks):  # the end's checkpoint = final
-                    networks.append((f"checkpoint {step}" + (" averaged" if averaged else ""), agent))
+                    networks.append((f"checkpoint {step}{suffix}", agent))
     return per_seed
 
 
@@ -90,6 +92,8 @@ def main() -> None:
     parser.add_argument("--agent-params", nargs="+", type=Path, default=[],
                         help="agent-network files (flax msgpack) of the run's networks: the members")
     args = parser.parse_args()
+    if args.within_seeds and args.agent_params:
+        raise SystemExit("--within-seeds takes the networks from the run folders; drop --agent-params")
 
     config = load_run_config(args.run_dirs[0])
     trainer = Trainer(config)
@@ -114,10 +118,10 @@ def main() -> None:
             for folder, networks in zip(seed_folders(run_dir, load_run_config(run_dir)),
                                         networks_of_each_seed(run_dir), strict=True):
                 print(f"{folder}:")
-                for name, params in networks:
-                    rate = win_rate(trainer.learner, params)
-                    finals += [rate] if name == "final" else []
+                rates = [win_rate(trainer.learner, params) for _, params in networks]
+                for (name, _), rate in zip(networks, rates, strict=True):
                     show(name, rate)
+                finals.append(rates[0])  # the final network comes first
                 ensembles.append(ensemble_rate([params for _, params in networks]))
                 show(f"ensemble of these {len(networks)}", ensembles[-1])
         for name, rates in (("final networks", finals), ("ensembles", ensembles)):
@@ -126,10 +130,9 @@ def main() -> None:
         return
 
     folders, members = [], []
-    template = trainer.learner.init(jax.random.PRNGKey(0)).params.agent
     for path in args.agent_params:
         folders.append(path)
-        members.append(serialization.from_bytes(template, path.read_bytes()))
+        members.append(load_agent_file(path, trainer))
     for run_dir in [] if args.agent_params else args.run_dirs:
         for folder in seed_folders(run_dir, load_run_config(run_dir)):
             folders.append(folder)
@@ -142,4 +145,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as error:  # bad input: one line, exit code 1
+        raise SystemExit(f"error: {error}") from None

@@ -21,10 +21,10 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization
 
+from qmix.config import ConfigError
 from qmix.envs import make_env
-from qmix.evaluate import load_final_params
+from qmix.evaluate import load_agent_file, load_final_params
 from qmix.learn.rollout import policy_step
 from qmix.learn.train import Trainer
 from qmix.run import load_run_config, seed_folders
@@ -79,8 +79,7 @@ def layout_win_probabilities(run_dir: Path, starts: jax.Array, plays: jax.Array,
     play = jax.jit(jax.vmap(jax.vmap(lambda params, s, p: greedy_win(trainer, params, s, p), in_axes=(None, None, 0)),
                             in_axes=(None, 0, 0)))
     if agent_files:
-        template = trainer.learner.init(jax.random.PRNGKey(0)).params.agent
-        policies = [(path, serialization.from_bytes(template, path.read_bytes())) for path in agent_files]
+        policies = [(path, load_agent_file(path, trainer)) for path in agent_files]
     else:
         policies = [(folder, load_final_params(folder, trainer, run_dir).agent)
                     for folder in seed_folders(run_dir, config)]
@@ -137,4 +136,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as error:  # bad input: one line, exit code 1
+        raise SystemExit(f"error: {error}") from None

@@ -94,6 +94,14 @@ def load_final_averaged_agent(folder: Path, trainer: Trainer, run_dir: Path):
     return _read_params(folder / AVERAGED_AGENT_FILE, template, run_dir)
 
 
+def load_agent_file(path: Path, trainer: Trainer):
+    """An agent network saved as flax msgpack (e.g. a snapshot taken during training), or a one-line
+    ConfigError why not."""
+    if not path.is_file():
+        raise ConfigError(f"agent-network file '{path}' does not exist")
+    return _decode(path, trainer.learner.init(jax.random.PRNGKey(0)).params.agent)
+
+
 def _read_params(path: Path, template, run_dir: Path):
     if not path.is_file():
         raise ConfigError(
@@ -101,6 +109,10 @@ def _read_params(path: Path, template, run_dir: Path):
             f"finish the run with `qmix train --resume {run_dir}`, "
             "or evaluate its newest checkpoint with --checkpoint"
         )
+    return _decode(path, template)
+
+
+def _decode(path: Path, template):
     try:
         return serialization.from_bytes(template, path.read_bytes())
     except Exception as error:  # msgpack or structure mismatch: the file does not belong to this config
@@ -116,6 +128,14 @@ def checkpoint_agents(
 ) -> tuple[list, int]:
     """Each run's agent network (online, or averaged) from the run's newest complete checkpoint, or the
     newest at or before env step `at_most` (read only: the run may be training)."""
+    learner, step = checkpoint_learner(run_dir, config, trainer, at_most)
+    stacked = learner.average_agent if averaged else learner.params.agent  # [S, ...] per leaf
+    return [run_slice(stacked, k) for k in range(config.num_seeds)], step
+
+
+def checkpoint_learner(run_dir: Path, config: Config, trainer: Trainer, at_most: int | None = None):
+    """(learner state of every run, [S, ...] per leaf; its env step) from the newest complete checkpoint,
+    or the newest at or before env step `at_most`."""
     store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
     try:
         restored = store.restore_latest(
@@ -126,9 +146,7 @@ def checkpoint_agents(
         )
     finally:
         store.close()
-    learner = restored.runners.learner
-    stacked = learner.average_agent if averaged else learner.params.agent  # [S, ...] per leaf
-    return [run_slice(stacked, k) for k in range(config.num_seeds)], restored.step
+    return restored.runners.learner, restored.step
 
 
 def evaluate_run(

@@ -1,0 +1,75 @@
+"""The golden runs: tiny trainings whose logs and final parameters are pinned in tests/golden/.
+
+`python tests/golden_runs.py` rewrites the expected outputs; only do that for a change that is meant to
+change results, and say so. test_golden.py trains the same runs and compares.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from flax import serialization
+from jax.tree_util import tree_flatten_with_path, keystr
+
+GOLDEN = Path(__file__).parent / "golden"
+WALL_CLOCK = ("wall_seconds", "env_steps_per_second")  # the only fields that differ between two runs
+TINY_SMAX = dict(
+    map="3m", env_steps=600, num_envs=2, batch_size=4, buffer_size_episodes=16, test_episodes=4,
+    test_interval_env_steps=200, agent_hidden_dim=16, mixing_embed_dim=8, hypernet_embed_dim=16,
+    time_buckets=2, target_update_interval_episodes=6, updates_per_episode=0.75,
+)
+# name -> (preset, settings): GRU agents, TD(lambda) 0.6 and double Q (the default preset) on 3m with one
+# and two seeds side by side; feed-forward agents and one-step targets on the two-step game.
+CASES = {
+    "smax_3m_one_seed": ("default", dict(TINY_SMAX, seed=0)),
+    "smax_3m_two_seeds": ("default", dict(TINY_SMAX, seed=3, num_seeds=2)),
+    "two_step": ("two_step", dict(env_steps=400, seed=1, num_seeds=2, test_interval_episodes=50,
+                                  buffer_size_episodes=64)),
+}
+
+
+def run_case(name: str, out: Path) -> Path:
+    from qmix.config import build_config
+    from qmix.run import train
+
+    preset, settings = CASES[name]
+    train(build_config(preset=preset, **settings), out, progress=False, tensorboard=False)
+    return out
+
+
+def seed_dirs(run_dir: Path) -> list[Path]:
+    seeds = sorted(run_dir.glob("seed_*"))
+    return seeds or [run_dir]
+
+
+def records(folder: Path) -> list[dict]:
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in WALL_CLOCK} for line in lines]
+
+
+def parameters(folder: Path) -> dict[str, np.ndarray]:
+    """The final parameters file, leaf by leaf (keyed by its path in the saved tree)."""
+    tree = serialization.msgpack_restore((folder / "params.msgpack").read_bytes())
+    leaves, _ = tree_flatten_with_path(tree)
+    return {keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def write_expected(name: str, run_dir: Path) -> None:
+    for folder in seed_dirs(run_dir):
+        target = GOLDEN / name / folder.relative_to(run_dir)
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "metrics.json").write_text(json.dumps(records(folder), indent=0) + "\n")
+        np.savez(target / "params.npz", **parameters(folder))
+
+
+if __name__ == "__main__":
+    import tempfile
+
+    names = sys.argv[1:] or list(CASES)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            write_expected(name, run_case(name, Path(tmp) / name))
+            print(f"wrote {GOLDEN / name}")

@@ -13,10 +13,12 @@ corrupted), is skipped in favour of the one before, with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,28 +30,30 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from qmix.config import FIELDS, ConfigError
+from qmix.errors import CheckpointError
+from qmix.run_folder import CHECKPOINT_FOLDER
 
-CHECKPOINT_FOLDER = "checkpoints"
 MARKER = "qmix_complete.json"  # written last: a step folder without it was never finished
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the algorithm's own state in the runner (`alg`), settings owned by their modules
 # Settings that may differ between a checkpoint and the run resuming it (the budget can be extended).
 RESUMABLE_CHANGES = ("env_steps",)
 
 
-class CheckpointError(ConfigError):
-    """A checkpoint is missing, unfinished or corrupt. Like a bad setting it is wrong input: one line, exit 2."""
-
-
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file."""
+    """Write to a temporary file beside `path`, then rename: readers never see half a file. The temporary
+    name is unique, so two processes writing the same file never touch each other's (the last rename wins)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @dataclass
@@ -120,12 +124,8 @@ def _first_line(error: Exception) -> str:
 
 
 def _settings_problem(saved: dict[str, Any], current: dict[str, Any]) -> str | None:
-    # A setting the checkpoint does not name was added to the library after it was written; at its
-    # default it keeps the behaviour the run had, so it is no change.
-    added_at_default = {key for key in set(current) - set(saved)
-                        if key in FIELDS and current[key] == FIELDS[key].default}
     changed = [key for key in sorted(set(saved) | set(current))
-               if key not in {*RESUMABLE_CHANGES, *added_at_default} and saved.get(key) != current.get(key)]
+               if key not in RESUMABLE_CHANGES and saved.get(key) != current.get(key)]
     if not changed:
         return None
     return ", ".join(f"{key}: {saved.get(key)!r} in the checkpoint, {current.get(key)!r} now" for key in changed)
@@ -270,8 +270,14 @@ class CheckpointStore:
                 host = self.manager.restore(step, args=ocp.args.Composite(host=ocp.args.JsonRestore())).host
         except Exception as error:  # any failure to read means the step is unusable; say why and move on
             return None, f"its host state could not be read ({_first_line(error)})"
-        if not isinstance(host, dict) or host.get("format") != FORMAT_VERSION:
-            return None, f"unknown checkpoint format (expected version {FORMAT_VERSION})"
+        if not isinstance(host, dict) or not isinstance(host.get("format"), int):
+            return None, "its host state names no checkpoint format"
+        if host["format"] != FORMAT_VERSION:
+            raise CheckpointError(
+                f"checkpoint {self.path(step)} has format {host['format']} (written by "
+                f"{'an earlier' if host['format'] < FORMAT_VERSION else 'a later'} version of qmix); this version "
+                f"reads format {FORMAT_VERSION}: resume it with the version that wrote it, or train again"
+            )
         return host, None
 
     def _refuse_other_settings(self, step: int, host: dict[str, Any], settings: dict[str, Any]) -> None:

@@ -1,120 +1,113 @@
-"""One typed, frozen training config; YAML presets; `key=value` overrides; validation with clear errors.
+"""A run's settings: the loop's own, its algorithm's and its environment's; presets, files and overrides.
 
-The config is flat on purpose: every setting is one `key=value` away on the command line, and the
-resolved config a run writes is one readable YAML mapping. Intervals and schedules name their unit.
+Each owner declares its settings (a frozen dataclass, every field with a one-line doc): the run loop here,
+each algorithm beside its code, each environment beside its adapter. On the command line and in files
+they share one flat namespace (`lr=0.001 td_lambda=0.6 reward=smac`), and a run's config.yaml is one
+flat mapping of every setting that applies to it. Intervals and schedules name their unit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import difflib
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A setting is wrong. The message is one line: what, where, how to fix."""
-
+from qmix import settings as s
+from qmix.errors import ConfigError
+from qmix.registry import did_you_mean
+from qmix.settings import setting
 
 BACKENDS = ("smax", "sc2")  # SMAX in JAX (compiled), or real StarCraft II through SMAC (docs/sc2.md)
-
-# Each algorithm of the paper is a mixer over the one shared learner (PAPER.md section 2).
-ALGORITHMS: dict[str, str] = {
-    "qmix": "qmix",
-    "vdn": "vdn",
-    "iql": "none",
-    "qmix_ns": "qmix_ns",
-    "qmix_lin": "qmix_lin",
-    "vdn_s": "vdn_s",
-}
+CONFIG_FORMAT = 2  # config.yaml written by this version; earlier ones name settings that no longer exist
+INT32_MAX = 2**31 - 1  # the compiled loop counts env steps and episodes in int32
+SEED_LIMIT = 2**32  # PRNG keys take 32-bit seeds
 
 
 @dataclass(frozen=True)
-class Config:
-    # --- what to train on ---
-    map: str = "3m"  # SMAX map name, or "two_step"; with backend=sc2 a SMAC map name
-    backend: str = "smax"  # "smax" (JAX, compiled) or "sc2" (real StarCraft II through SMAC, optional)
-    alg: str = "qmix"  # one of ALGORITHMS
-    # "smac" (SMAC's shaped reward, max return 20), "smac_signed" (the same minus half the team's own
-    # losses: SMAC's reward_only_positive=False) or "smax" (SMAX's native one)
-    reward: str = "smac"
-    episode_limit: int = 0  # 0: the map's own limit (SMAC's)
-    seed: int = 0
-    num_seeds: int = 1  # independent runs trained side by side in one compiled program
+class RunSettings:
+    """What to train on, and how the loop collects, stores, tests and checkpoints."""
 
-    # --- agent network (parameters shared across agents) ---
-    agent: str = "rnn"  # "rnn" (DRQN: Dense-ReLU-GRU-Dense) or "ff" (Dense-ReLU-Dense)
-    agent_hidden_dim: int = 64
-    obs_last_action: bool = True  # append the agent's previous action, one-hot
-    obs_agent_id: bool = True  # append the agent's index, one-hot
-    # the mixer's state also holds every agent's previous action, one-hot (SMAC's state_last_action)
-    state_last_action: bool = False
+    map: str = setting("3m", "SMAX map name, or two_step; with backend=sc2 a SMAC map name")
+    backend: str = setting("smax", "smax (JAX, compiled) or sc2 (real StarCraft II through SMAC)", BACKENDS)
+    alg: str = setting("qmix", "the algorithm (`qmix algs` lists them)")
+    seed: int = setting(0, "random seed (the first, with num_seeds > 1)")
+    num_seeds: int = setting(1, "independent runs trained side by side in one compiled program")
 
-    # --- mixer ---
-    mixing_embed_dim: int = 32
-    hypernet_layers: int = 2  # 1: linear hypernetworks (the paper); 2: Dense-ReLU-Dense (later reference code)
-    hypernet_embed_dim: int = 64
+    num_envs: int = setting(1, "environments run side by side; each plays one whole episode per iteration")
+    updates_per_episode: float = setting(1.0, "learner updates per collected episode (fractions carry over)")
+    buffer_size_episodes: int = setting(5000, "replay capacity in whole episodes")
+    batch_size: int = setting(32, "episodes per learner update")
 
-    # --- learner ---
-    gamma: float = 0.99
-    optimizer: str = "rmsprop"  # "rmsprop" (PyMARL's settings) or "adam"
-    lr: float = 5e-4
-    # > 0: the step size falls linearly from lr to lr_finish over this many learner updates, then stays
-    lr_anneal_updates: int = 0
-    lr_finish: float = 5e-5
-    rmsprop_alpha: float = 0.99
-    rmsprop_eps: float = 1e-5
-    adam_eps: float = 1e-8
-    grad_norm_clip: float = 10.0  # 0 disables clipping
-    double_q: bool = True
-    td_lambda: float = 0.0  # 0: one-step targets; in (0, 1]: TD(lambda) over the episode
-    target_update_interval_episodes: int = 200  # hard copy of the online network, in collected episodes
-    target_update_tau: float = 0.0  # > 0: soft (Polyak) update after every learner update instead
-    # > 0: also keep an exponential moving average of the agent network (this weight on the newest
-    # parameters after every learner update); tests play it too and it is saved beside the final parameters
-    policy_average_tau: float = 0.0
-    time_buckets: int = 4  # compiled batch lengths; a batch of short episodes is cut to skip padding (1: off)
+    env_steps: int = setting(2_050_000, "training budget in environment steps")
+    test_interval_env_steps: int = setting(10_000, "test every this many env steps (0: by episodes only)")
+    test_interval_episodes: int = setting(0, "test every this many training episodes (0: by env steps only)")
+    test_episodes: int = setting(32, "greedy decentralised episodes per test")
 
-    # --- collection and replay ---
-    num_envs: int = 1  # environments run side by side; each contributes one whole episode per iteration
-    updates_per_episode: float = 1.0  # learner updates per collected episode (explicit, not tied to num_envs)
-    epsilon_start: float = 1.0
-    epsilon_finish: float = 0.05
-    epsilon_anneal_env_steps: int = 50_000
-    buffer_size_episodes: int = 5000
-    batch_size: int = 32  # episodes per learner update
+    checkpoint_interval_env_steps: int = setting(100_000, "whole-state checkpoint interval (0: only at the end)")
+    keep_checkpoints: int = setting(2, "how many of the newest checkpoints to keep")
+    save_replay: bool = setting(False, "also save the replay buffer in checkpoints (exact resume)")
+    tag: str = setting("", "free-form label added to the run folder's name")
 
-    # --- budget and evaluation ---
-    env_steps: int = 2_050_000  # training budget in environment steps
-    test_interval_env_steps: int = 10_000  # 0: use test_interval_episodes instead
-    test_interval_episodes: int = 0  # the paper's protocol: test every 100 training episodes
-    test_episodes: int = 32  # greedy decentralised episodes per test
+    def validate(self) -> None:
+        s.check_choices(self)
+        for key in ("num_envs", "batch_size", "buffer_size_episodes", "test_episodes", "num_seeds", "env_steps",
+                    "keep_checkpoints"):
+            s.check(getattr(self, key) >= 1, f"{key} must be at least 1, got {getattr(self, key)}")
+        for key in ("test_interval_env_steps", "test_interval_episodes", "checkpoint_interval_env_steps"):
+            s.check(getattr(self, key) >= 0, f"{key} must not be negative, got {getattr(self, key)}")
+        s.check(self.seed >= 0 and self.seed + self.num_seeds <= SEED_LIMIT,
+                f"seed must be in [0, {SEED_LIMIT - self.num_seeds}] (32-bit random keys), got {self.seed}")
+        s.check(self.env_steps < INT32_MAX - 100_000,
+                f"env_steps must be below {INT32_MAX - 100_000:,} (the loop counts in int32), got {self.env_steps:,}")
+        s.check(self.updates_per_episode >= 0,
+                f"updates_per_episode must not be negative, got {self.updates_per_episode}")
+        s.check(self.updates_per_episode < float("inf"), "updates_per_episode must be finite")
+        s.check(self.batch_size <= self.buffer_size_episodes,
+                f"batch_size ({self.batch_size}) is larger than the replay (buffer_size_episodes="
+                f"{self.buffer_size_episodes}); lower batch_size or raise buffer_size_episodes")
+        s.check(self.num_envs <= self.buffer_size_episodes,
+                f"num_envs ({self.num_envs}) is larger than the replay (buffer_size_episodes="
+                f"{self.buffer_size_episodes}); each iteration stores num_envs episodes")
+        s.check(self.test_interval_env_steps > 0 or self.test_interval_episodes > 0,
+                "set test_interval_env_steps or test_interval_episodes above 0")
 
-    # --- checkpoints ---
-    checkpoint_interval_env_steps: int = 100_000  # 0: only at the end
-    keep_checkpoints: int = 2
-    save_replay: bool = False  # also save the replay buffer and environments (exact resume)
 
-    # --- extra, free-form label for the run folder name ---
-    tag: str = field(default="")
+@dataclass(frozen=True)
+class Config(RunSettings):
+    """The run's settings, with its algorithm's (`algorithm`) and its environment's (`environment`)."""
 
-    @property
-    def mixer(self) -> str:
-        return ALGORITHMS[self.alg]
+    algorithm: Any = None
+    environment: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting that applies, flat: the run's, then the algorithm's, then the environment's."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(RunSettings)}
+        for group in (self.algorithm, self.environment):
+            flat.update(dataclasses.asdict(group))
+        return flat
+
+    def groups(self) -> list[tuple[str, Any]]:
+        return [("run", self), (f"algorithm {self.alg}", self.algorithm), (f"environment {self.map}", self.environment)]
 
 
-FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
-_TYPES = typing.get_type_hints(Config)
+RUN_FIELDS = s.fields(RunSettings)
+
+
+def algorithm_entry(name: str):
+    from qmix.algorithms import ALGORITHMS
+
+    return ALGORITHMS.entry(name)
+
+
+def environment_settings(map_name: str, backend: str) -> type:
+    """The settings class of the environment a run trains on."""
+    from qmix.envs import environment_entry
+
+    return environment_entry(map_name, backend).settings
 
 
 def preset_names() -> list[str]:
@@ -125,54 +118,28 @@ def preset_names() -> list[str]:
 def load_preset(name: str) -> dict[str, Any]:
     path = resources.files("qmix") / "presets" / f"{name}.yaml"
     if not path.is_file():
-        raise ConfigError(f"unknown preset '{name}': choose one of {', '.join(preset_names())}")
+        raise ConfigError(f"unknown preset '{name}'{did_you_mean(name, preset_names())}: "
+                          f"choose one of {', '.join(preset_names())}")
     return yaml.safe_load(path.read_text()) or {}
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-def _coerce(key: str, value: Any, where: str) -> Any:
-    """Turn a YAML or command-line value into the field's type, or say clearly why not."""
-    kind = _TYPES[key]
-    if isinstance(kind, types.UnionType):  # e.g. `int | None`
-        kind = next(t for t in typing.get_args(kind) if t is not type(None))
-    if isinstance(value, str) and kind is not str:
-        with contextlib.suppress(yaml.YAMLError):
-            value = yaml.safe_load(value)  # "0.001" -> 0.001, "true" -> True, "10_000" -> 10000
-        if isinstance(value, str) and kind in (int, float):
-            with contextlib.suppress(ValueError):  # YAML 1.1 reads "1e-3" as text; Python reads it as a number
-                value = float(value.replace("_", "")) if kind is float else int(value.replace("_", ""))
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{where}: '{key}' must be true or false, got {value!r}")
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
-            raise ConfigError(f"{where}: '{key}' must be a whole number, got {value!r}")
-        return int(value)
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: '{key}' must be a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        return str(value)
-    return value
-
-
-def apply_settings(base: Config, settings: dict[str, Any], where: str) -> Config:
-    """Return `base` with `settings` applied; unknown keys and wrong types raise ConfigError."""
-    updates = {}
-    for key, value in settings.items():
-        if key not in FIELDS:
-            raise ConfigError(
-                f"{where}: unknown setting '{key}'{_did_you_mean(key, list(FIELDS))}; "
-                "`qmix config` lists every setting"
-            )
-        updates[key] = _coerce(key, value, where)
-    return dataclasses.replace(base, **updates)
+def read_settings_file(path: Path) -> dict[str, Any]:
+    """A YAML mapping of setting: value (a --config file or a run's config.yaml), or a one-line error."""
+    if not path.exists():
+        raise ConfigError(f"config file '{path}' does not exist")
+    if not path.is_file():
+        raise ConfigError(f"config file '{path}' is a folder, not a YAML file; pass the file inside it")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text; restore it or pass another file") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+    except OSError as error:
+        raise ConfigError(f"config file '{path}' cannot be read ({error.strerror})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{path}' must hold a mapping of setting: value")
+    return data
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, str]:
@@ -186,6 +153,20 @@ def parse_overrides(pairs: list[str]) -> dict[str, str]:
     return result
 
 
+def _owner(key: str, run_keys: dict, alg_keys: dict, env_keys: dict) -> str | None:
+    for owner, keys in (("run", run_keys), ("algorithm", alg_keys), ("environment", env_keys)):
+        if key in keys:
+            return owner
+    return None
+
+
+def _unknown_setting(key: str, where: str, known: list[str], alg: str, map_name: str) -> ConfigError:
+    return ConfigError(
+        f"{where}: unknown setting '{key}'{did_you_mean(key, known)} for --alg {alg} on {map_name}; "
+        f"`qmix config --alg {alg} --map {map_name}` lists the settings that apply"
+    )
+
+
 def build_config(
     preset: str | None = None,
     overrides: dict[str, Any] | None = None,
@@ -193,86 +174,74 @@ def build_config(
     **explicit: Any,
 ) -> Config:
     """Defaults <- preset <- config file <- explicit options <- key=value overrides; then validate."""
-    config = Config()
+    sources: list[tuple[str, dict[str, Any]]] = []
     if preset:
-        config = apply_settings(config, load_preset(preset), f"preset '{preset}'")
+        sources.append((f"preset '{preset}'", load_preset(preset)))
     if config_file:
         path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file '{path}' must hold a mapping of setting: value")
-        config = apply_settings(config, data, f"config file '{path}'")
-    explicit = {k: v for k, v in explicit.items() if v is not None}
-    config = apply_settings(config, explicit, "command line")
-    config = apply_settings(config, overrides or {}, "override")
+        data = read_settings_file(path)
+        data.pop("config_format", None)
+        sources.append((f"config file '{path}'", data))
+    sources.append(("command line", {k: v for k, v in explicit.items() if v is not None}))
+    sources.append(("override", dict(overrides or {})))
+    return config_from_sources(sources)
+
+
+def config_from_sources(sources: list[tuple[str, dict[str, Any]]]) -> Config:
+    """Resolve the algorithm and the environment first (later sources win), then give every setting to
+    its owner, coerced to its type, and validate."""
+    chosen = {"alg": RunSettings.alg, "map": RunSettings.map, "backend": RunSettings.backend}
+    for where, values in sources:
+        for key in chosen:
+            if key in values:
+                chosen[key] = s.coerce(RunSettings, key, values[key], where)
+    entry = algorithm_entry(chosen["alg"])
+    if chosen["backend"] not in BACKENDS:
+        raise ConfigError(f"unknown backend '{chosen['backend']}': choose one of {', '.join(BACKENDS)}")
+    env_cls = environment_settings(chosen["map"], chosen["backend"])
+    alg_cls = entry.settings
+    run_keys, alg_keys, env_keys = RUN_FIELDS, s.fields(alg_cls), s.fields(env_cls)
+    known = [*run_keys, *alg_keys, *env_keys]
+    updates: dict[str, dict[str, Any]] = {"run": {}, "algorithm": {}, "environment": {}}
+    for where, values in sources:
+        for key, value in values.items():
+            owner = _owner(key, run_keys, alg_keys, env_keys)
+            if owner is None:
+                raise _unknown_setting(key, where, known, chosen["alg"], chosen["map"])
+            cls = {"run": RunSettings, "algorithm": alg_cls, "environment": env_cls}[owner]
+            updates[owner][key] = s.coerce(cls, key, value, where)
+    config = Config(
+        **updates["run"],
+        algorithm=alg_cls(**updates["algorithm"]),
+        environment=env_cls(**updates["environment"]),
+    )
     validate(config)
     return config
 
 
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
 def validate(config: Config) -> None:
-    """Catch wrong values before any compiling starts."""
-    # local: keeps config importable without the env stack
-    from qmix.envs import REWARD_SETTINGS, list_environments
+    """Catch wrong values before any compiling starts: each owner checks its own, then the run's."""
+    RunSettings.validate(config)
+    config.environment.validate(config)
+    config.algorithm.validate(config)
 
-    c = config
-    _check(c.alg in ALGORITHMS, f"unknown algorithm '{c.alg}'{_did_you_mean(c.alg, list(ALGORITHMS))}: "
-           f"choose one of {', '.join(ALGORITHMS)}")
-    _check(c.backend in BACKENDS, f"unknown backend '{c.backend}': choose one of {', '.join(BACKENDS)}")
-    if c.backend == "sc2":
-        _check(c.map != "two_step", "the two-step game has no StarCraft II version; drop backend=sc2")
-        _check(c.reward in ("smac", "smac_signed"),
-               f"backend=sc2 pays SMAC's own reward (smac or smac_signed); drop reward={c.reward}")
-        _check(c.episode_limit == 0, "backend=sc2 uses the map's own episode limit (SMAC's); drop episode_limit")
-        _check(not c.state_last_action,
-               "backend=sc2's state already holds every agent's last action (SMAC's default); drop state_last_action")
-    else:
-        names = list_environments()
-        _check(c.map in names,
-               f"unknown map '{c.map}'{_did_you_mean(c.map, names)}: choose one of {', '.join(names)}")
-    _check(not (c.state_last_action and c.map == "two_step"),
-           "state_last_action is for the StarCraft maps (the two-step game's tables mix the bare state); "
-           "drop state_last_action")
-    _check(c.reward in REWARD_SETTINGS, f"reward must be one of {', '.join(REWARD_SETTINGS)}; got '{c.reward}'")
-    _check(c.agent in ("rnn", "ff"), f"agent must be 'rnn' or 'ff', got '{c.agent}'")
-    _check(c.optimizer in ("rmsprop", "adam"), f"optimizer must be 'rmsprop' or 'adam', got '{c.optimizer}'")
-    _check(c.hypernet_layers in (1, 2), f"hypernet_layers must be 1 or 2, got {c.hypernet_layers}")
-    for key in ("agent_hidden_dim", "mixing_embed_dim", "hypernet_embed_dim", "num_envs", "batch_size",
-                "buffer_size_episodes", "test_episodes", "num_seeds", "env_steps", "keep_checkpoints",
-                "time_buckets"):
-        _check(getattr(c, key) >= 1, f"{key} must be at least 1, got {getattr(c, key)}")
-    for key in ("episode_limit", "epsilon_anneal_env_steps", "test_interval_env_steps",
-                "test_interval_episodes", "checkpoint_interval_env_steps", "target_update_interval_episodes",
-                "lr_anneal_updates"):
-        _check(getattr(c, key) >= 0, f"{key} must not be negative, got {getattr(c, key)}")
-    _check(c.lr > 0, f"lr must be positive, got {c.lr}")
-    _check(c.lr_finish > 0, f"lr_finish must be positive, got {c.lr_finish}")
-    _check(0 < c.rmsprop_alpha < 1, f"rmsprop_alpha must be in (0, 1), got {c.rmsprop_alpha}")
-    _check(c.rmsprop_eps > 0 and c.adam_eps > 0, "rmsprop_eps and adam_eps must be positive")
-    _check(c.grad_norm_clip >= 0, f"grad_norm_clip must not be negative, got {c.grad_norm_clip}")
-    _check(c.updates_per_episode >= 0, f"updates_per_episode must not be negative, got {c.updates_per_episode}")
-    for key in ("gamma", "td_lambda", "target_update_tau", "policy_average_tau", "epsilon_start", "epsilon_finish"):
-        _check(0 <= getattr(c, key) <= 1, f"{key} must be in [0, 1], got {getattr(c, key)}")
-    _check(c.batch_size <= c.buffer_size_episodes,
-           f"batch_size ({c.batch_size}) is larger than the replay (buffer_size_episodes={c.buffer_size_episodes}); "
-           "lower batch_size or raise buffer_size_episodes")
-    _check(c.num_envs <= c.buffer_size_episodes,
-           f"num_envs ({c.num_envs}) is larger than the replay (buffer_size_episodes={c.buffer_size_episodes}); "
-           "each iteration stores num_envs episodes")
-    _check(c.test_interval_env_steps > 0 or c.test_interval_episodes > 0,
-           "set test_interval_env_steps or test_interval_episodes above 0")
-    _check(c.target_update_interval_episodes > 0 or c.target_update_tau > 0,
-           "set target_update_interval_episodes > 0 (hard updates) or target_update_tau > 0 (soft updates)")
+
+def replace(config: Config, **changes: Any) -> Config:
+    """`config` with some settings changed, by their flat names, validated."""
+    return config_from_sources([("saved", config.to_dict()), ("change", changes)])
 
 
 def config_to_yaml(config: Config) -> str:
-    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+    return yaml.safe_dump({"config_format": CONFIG_FORMAT, **config.to_dict()}, sort_keys=False)
+
+
+def load_saved_config(path: Path) -> Config:
+    """A run's config.yaml as this version wrote it; an earlier version's gets a one-line error."""
+    data = read_settings_file(path)
+    version = data.pop("config_format", None)
+    if version != CONFIG_FORMAT:
+        raise ConfigError(
+            f"'{path}' was written by an earlier version of qmix (config format {version or 1}; this version "
+            f"reads format {CONFIG_FORMAT}); train the run again with this version"
+        )
+    return config_from_sources([(f"config file '{path}'", data)])

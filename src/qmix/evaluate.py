@@ -19,14 +19,16 @@ import numpy as np
 from flax import serialization
 
 from qmix.checkpoint import CheckpointStore, write_atomic
-from qmix.config import Config, ConfigError
+from qmix.config import Config
 from qmix.envs.heuristic import wilson_interval
+from qmix.errors import ConfigError
+from qmix.learn.loop import Trainer, run_slice, seed_keys
 from qmix.learn.rollout import run_episodes
-from qmix.learn.train import Trainer, run_slice, seed_keys
 from qmix.results.stats import mean_ci
-from qmix.run import AVERAGED_AGENT_FILE, PARAMS_FILE, load_run_config, seed_folders
+from qmix.run import load_run_config
+from qmix.run_folder import AVERAGED_AGENT_FILE, EVALUATION_FILE, PARAMS_FILE, seed_folders
 
-RESULT_FILE = "evaluation.json"
+RESULT_FILE = EVALUATION_FILE
 AVERAGED_RESULT_FILE = "evaluation_averaged.json"  # `qmix evaluate --averaged`
 ROUND_EPISODES = 256  # episodes played side by side; more are played in rounds (bounded memory)
 
@@ -71,9 +73,9 @@ class RunEvaluation:
         return "evaluation_" + self.params.replace(" ", "_") + ".json"  # evaluation_checkpoint_400[_averaged]
 
 
-def _outcomes(learner, env, agent_params, key, n_episodes):
+def _outcomes(algorithm, env, policy, key, n_episodes):
     """[E] per-episode outcomes of `n_episodes` greedy episodes (compiled once per run config)."""
-    episodes, stats = run_episodes(learner, env, agent_params, key, n_episodes, 0.0)
+    episodes, stats = run_episodes(algorithm, env, policy, key, n_episodes)
     return dict(
         won=stats.won,
         time_limit=jnp.any(episodes.truncated, axis=1),
@@ -84,13 +86,19 @@ def _outcomes(learner, env, agent_params, key, n_episodes):
 
 def load_final_params(folder: Path, trainer: Trainer, run_dir: Path):
     """The final parameters `qmix train` wrote in `folder` (of `run_dir`), or a one-line ConfigError why not."""
-    template = trainer.learner.init(jax.random.PRNGKey(0)).params
+    template = _saved_templates(trainer)["params"]
     return _read_params(folder / PARAMS_FILE, template, run_dir)
+
+
+def _saved_templates(trainer: Trainer) -> dict:
+    """The structure of every file the algorithm saves at the end of a run (nothing is computed)."""
+    state = jax.eval_shape(trainer.algorithm.init, jax.random.PRNGKey(0))
+    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), trainer.algorithm.saved_parameters(state))
 
 
 def load_final_averaged_agent(folder: Path, trainer: Trainer, run_dir: Path):
     """The averaged agent network (policy_average_tau > 0) `qmix train` wrote in `folder`."""
-    template = trainer.learner.init(jax.random.PRNGKey(0)).params.agent
+    template = _saved_templates(trainer)["averaged_agent"]
     return _read_params(folder / AVERAGED_AGENT_FILE, template, run_dir)
 
 
@@ -99,7 +107,7 @@ def load_agent_file(path: Path, trainer: Trainer):
     ConfigError why not."""
     if not path.is_file():
         raise ConfigError(f"agent-network file '{path}' does not exist")
-    return _decode(path, trainer.learner.init(jax.random.PRNGKey(0)).params.agent)
+    return _decode(path, _saved_templates(trainer)["params"].agent)
 
 
 def _read_params(path: Path, template, run_dir: Path):
@@ -128,13 +136,13 @@ def checkpoint_agents(
 ) -> tuple[list, int]:
     """Each run's agent network (online, or averaged) from the run's newest complete checkpoint, or the
     newest at or before env step `at_most` (read only: the run may be training)."""
-    learner, step = checkpoint_learner(run_dir, config, trainer, at_most)
-    stacked = learner.average_agent if averaged else learner.params.agent  # [S, ...] per leaf
+    alg_state, step = checkpoint_learner(run_dir, config, trainer, at_most)
+    stacked = alg_state.average_agent if averaged else alg_state.params.agent  # [S, ...] per leaf
     return [run_slice(stacked, k) for k in range(config.num_seeds)], step
 
 
 def checkpoint_learner(run_dir: Path, config: Config, trainer: Trainer, at_most: int | None = None):
-    """(learner state of every run, [S, ...] per leaf; its env step) from the newest complete checkpoint,
+    """(the algorithm's state of every run, [S, ...] per leaf; its env step) from the newest complete checkpoint,
     or the newest at or before env step `at_most`."""
     store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
     try:
@@ -146,7 +154,7 @@ def checkpoint_learner(run_dir: Path, config: Config, trainer: Trainer, at_most:
         )
     finally:
         store.close()
-    return restored.runners.learner, restored.step
+    return restored.runners.alg, restored.step
 
 
 def evaluate_run(
@@ -156,7 +164,7 @@ def evaluate_run(
     """Play `episodes` greedy episodes with every run's final parameters (or those of the newest checkpoint,
     for a run still training or stopped early; `checkpoint_step`: the newest at or before that env step);
     the same seed gives the same games. `averaged` plays the averaged agent networks of a run trained with
-    policy_average_tau > 0 instead of the online ones."""
+    average_policy=true instead of the online ones."""
     run_dir = Path(run_dir)
     if episodes < 1:
         raise ConfigError(f"--episodes must be at least 1, got {episodes}")
@@ -166,10 +174,10 @@ def evaluate_run(
             f"`qmix evaluate` plays SMAX maps and the two-step game; '{run_dir}' trained with backend="
             f"{config.backend} (its test win rates are in metrics.jsonl)"
         )
-    if averaged and config.policy_average_tau == 0:
+    if averaged and not getattr(config.algorithm, "average_policy", False):
         raise ConfigError(
-            f"'{run_dir}' kept no averaged agent network (policy_average_tau is 0 in its config.yaml); "
-            "drop --averaged, or train with policy_average_tau=0.005"
+            f"'{run_dir}' kept no averaged agent network (average_policy is false in its config.yaml); "
+            "drop --averaged, or train with average_policy=true"
         )
     folders = seed_folders(run_dir, config)
     trainer = Trainer(config)
@@ -185,10 +193,11 @@ def evaluate_run(
 
     round_size = min(episodes, ROUND_EPISODES)
     rounds = -(-episodes // round_size)
-    play = jax.jit(partial(_outcomes, trainer.learner, trainer.env, n_episodes=round_size))
+    play = jax.jit(partial(_outcomes, trainer.algorithm, trainer.env, n_episodes=round_size))
     results = []
     for folder, agent_params in zip(folders, agents, strict=True):
-        parts = [jax.device_get(play(agent_params, jax.random.fold_in(jax.random.PRNGKey(seed), r)))
+        policy = trainer.algorithm.greedy(agent_params)
+        parts = [jax.device_get(play(policy, jax.random.fold_in(jax.random.PRNGKey(seed), r)))
                  for r in range(rounds)]
         outcome = {name: np.concatenate([p[name] for p in parts])[:episodes] for name in parts[0]}
         results.append(_summarise(folder, outcome, episodes))

@@ -14,15 +14,15 @@ from functools import partial
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from qmix.config import ConfigError
 from qmix.envs.smax import NO_UNIT, attacked_units
+from qmix.errors import ConfigError
 from qmix.evaluate import load_final_params
+from qmix.learn.loop import Trainer
 from qmix.learn.rollout import policy_step
-from qmix.learn.train import Trainer
-from qmix.run import load_run_config, seed_folders
+from qmix.run import load_run_config
+from qmix.run_folder import seed_folders
 
 
 @dataclass
@@ -36,23 +36,22 @@ class RenderedEpisode:
 
 def _play_greedy_episode(trainer: Trainer, agent_params, key: jax.Array):
     """-> [(step key, env state before the step, {agent: action})], won, return. Host loop, one env."""
-    env, learner = trainer.env, trainer.learner
-    act = jax.jit(lambda params, key, hidden, obs, last, avail: policy_step(
-        learner, params, key, hidden, obs, last, avail, 0.0))
+    env, algorithm = trainer.env, trainer.algorithm
+    policy = algorithm.greedy(agent_params)
+    # one environment: the policy acts on a batch of one
+    act = jax.jit(lambda key, actor_state, obs, avail: policy_step(algorithm, policy, key, actor_state, obs[None],
+                                                                   avail[None]))
     step = jax.jit(env.step)
     reset_key, key = jax.random.split(key)
     env_state, timestep = jax.jit(env.reset)(reset_key)
-    hidden = learner.initial_hidden()  # [N, H]
-    last_actions = -jnp.ones((env.n_agents,), jnp.int32)
+    actor_state = algorithm.initial_actor_state(1)
     records, episode_return = [], 0.0
     for _ in range(env.episode_limit):
-        key, step_key, hidden, actions = act(
-            agent_params, key, hidden, timestep.obs, last_actions, timestep.avail_actions
-        )
+        key, step_key, actor_state, actions = act(key, actor_state, timestep.obs, timestep.avail_actions)
+        actions = actions[0]
         records.append((step_key, env_state, {agent: actions[i] for i, agent in enumerate(env.smax.agents)}))
         env_state, timestep = step(step_key, env_state, actions)
         episode_return += float(timestep.reward)
-        last_actions = actions
         if bool(timestep.terminated | timestep.truncated):
             break
     return records, bool(timestep.won), episode_return

@@ -1,4 +1,5 @@
-"""The paper's first experiment (PAPER.md section 3): train on the two-step game, read off Q_tot tables."""
+"""The QMIX paper's first experiment (Rashid et al., 2018, section 5, Table 1): train on the two-step game,
+read off the learned Q_tot tables."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import numpy as np
 
 from qmix.config import build_config
 from qmix.envs.two_step import STATE_NAMES
-from qmix.learn.train import Trainer, run_slice, seed_keys
+from qmix.learn.loop import Trainer, run_slice, seed_keys
+from qmix.nets.mixers import MixerInput
 
-# The paper's learned Q_tot, [state, agent 1's action, agent 2's action] (PAPER.md section 3).
+# The paper's learned Q_tot, [state, agent 1's action, agent 2's action] (Table 1).
 PAPER_Q_TOT = {
     "vdn": np.array([
         [[6.94, 6.94], [6.35, 6.36]],
@@ -42,15 +44,17 @@ def q_tot_tables(trainer: Trainer, params) -> np.ndarray:
 
     For IQL (no mixer) the agents' utilities are summed, as the closest joint reading.
     """
-    learner, n_actions = trainer.learner, trainer.spec.n_actions
+    algorithm, n_actions = trainer.algorithm, trainer.spec.n_actions
     cells = jax.nn.one_hot(jnp.arange(3), 3)  # [3, S]
     obs = jnp.repeat(cells[:, None, :], trainer.spec.n_agents, axis=1)  # [3, N, O]
     no_action = -jnp.ones((3, trainer.spec.n_agents), jnp.int32)
-    _, q = learner.act_values(params.agent, learner.initial_hidden(3), obs, no_action)  # [3, N, A]
+    _, q = algorithm.agent_values(params.agent, algorithm.initial_hidden(3), obs, no_action)  # [3, N, A]
     a1, a2 = jnp.meshgrid(jnp.arange(n_actions), jnp.arange(n_actions), indexing="ij")
     joint_q = jnp.stack([q[:, 0, a1], q[:, 1, a2]], axis=-1)  # [3, A, A, N]
+    actions = jnp.broadcast_to(jnp.stack([a1, a2], axis=-1), (3, n_actions, n_actions, 2))
+    all_q = jnp.broadcast_to(q[:, None, None], (3, n_actions, n_actions, *q.shape[1:]))
     states = jnp.broadcast_to(cells[:, None, None, :], (3, n_actions, n_actions, 3))
-    q_tot = learner.mixer.apply(params.mixer, joint_q, states)  # [3, A, A, K]
+    q_tot = algorithm.mixer.apply(params.mixer, MixerInput(joint_q, all_q, actions, states))  # [3, A, A, K]
     return np.asarray(q_tot.sum(axis=-1))
 
 
@@ -64,10 +68,10 @@ def run_two_step(alg: str, seed: int = 0, num_seeds: int = 5, episodes: int = 50
     budget = np.full((num_seeds,), config.env_steps, np.int32)
     runners, _ = trainer.train_runs_until(runners, budget, budget)
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(seed_keys(seed, num_seeds))
-    results = trainer.evaluate_runs(runners.learner.params.agent, eval_keys)
+    results = trainer.evaluate_runs(runners.alg, eval_keys)[""]
     out = []
     for k in range(num_seeds):
-        params = run_slice(runners.learner.params, k)
+        params = run_slice(runners.alg.params, k)
         out.append(TwoStepResult(alg, seed + k, q_tot_tables(trainer, params), float(results["test_return"][k])))
     return out
 

@@ -1,40 +1,39 @@
-"""Environments behind one small interface (see base.py), found by name."""
+"""Environments behind one small interface (base.py), found by name in one registry.
+
+An environment is an adapter file (the `Environment` protocol, a settings class, a `make(name,
+settings)` function) and a registry line here.
+"""
 
 from __future__ import annotations
 
 from qmix.envs.base import Environment, TimeStep
+from qmix.envs.sc2 import Sc2Settings, make_sc2
+from qmix.envs.smax import SmaxSettings, describe_map, list_maps, make_smax
+from qmix.envs.two_step import make_two_step
+from qmix.registry import Entry, Registry
+from qmix.settings import NoSettings
 
-__all__ = ["REWARD_SETTINGS", "Environment", "TimeStep", "list_environments", "make_env"]
+__all__ = ["ENVIRONMENTS", "Environment", "TimeStep", "environment_entry", "make_env"]
 
-# How SMAX maps pay their reward (envs/smax.py, docs/smax.md): SMAC's shaped reward, the same with the
-# team's own losses subtracted (SMAC's reward_only_positive=False), or SMAX's native reward.
-REWARD_SETTINGS = ("smac", "smac_signed", "smax")
+ENVIRONMENTS: Registry = Registry("map")
+ENVIRONMENTS.add("two_step", make_two_step, "the two-step matrix game of the QMIX paper (section 5, Table 1)",
+                 settings=NoSettings)
+for _name in list_maps():
+    ENVIRONMENTS.add(_name, make_smax, describe_map(_name), settings=SmaxSettings)
 
-
-def _smax_maps() -> list[str]:
-    from qmix.envs.smax import list_maps
-
-    return list_maps()
-
-
-def list_environments() -> list[str]:
-    return ["two_step", *_smax_maps()]
+# backend=sc2 plays any SMAC map in real StarCraft II, stepped from Python (docs/sc2.md)
+SC2 = Entry("sc2", make_sc2, "a SMAC map in StarCraft II", {"settings": Sc2Settings})
 
 
-def make_env(name: str, reward: str = "smac", episode_limit: int = 0, backend: str = "smax", seed: int = 0):
-    """The environment called `name`: "two_step" or a SMAX map ("3m", "2s3z", ...), an `Environment`.
-
-    With backend="sc2": SMAC's map `name` in real StarCraft II, a host-side env (envs/sc2.py); `seed` is
-    the game's own seed (JAX environments take their randomness from the keys instead).
-    """
+def environment_entry(name: str, backend: str = "smax") -> Entry:
     if backend == "sc2":
-        from qmix.envs.sc2 import SC2Env
+        return SC2
+    return ENVIRONMENTS.entry(name)
 
-        return SC2Env(name, seed=seed, reward_only_positive=reward != "smac_signed")
-    if name == "two_step":
-        from qmix.envs.two_step import TwoStepGame
 
-        return TwoStepGame()
-    from qmix.envs.smax import SmaxEnv
-
-    return SmaxEnv(name, reward=reward, episode_limit=episode_limit or None)
+def make_env(config, seed: int = 0) -> Environment:
+    """The environment a config trains on; `seed` seeds host-side games (JAX ones take keys instead)."""
+    entry = environment_entry(config.map, config.backend)
+    if config.backend == "sc2":
+        return entry.target(config.map, config.environment, seed=seed)
+    return entry.target(config.map, config.environment)

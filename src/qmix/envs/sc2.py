@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from qmix.config import ConfigError
+from qmix.errors import ConfigError
+from qmix.settings import check_choices, setting
 
 INSTALL_HINT = (
     "install the StarCraft Multi-Agent Challenge package with "
@@ -54,6 +55,22 @@ def check_game_installed() -> None:
     where = Path(os.environ.get("SC2PATH") or Path.home() / "StarCraftII")
     if not where.is_dir():
         raise ConfigError(f"backend=sc2 cannot find StarCraft II at '{where}': {INSTALL_HINT}")
+
+
+@dataclass(frozen=True)
+class Sc2Settings:
+    """How a SMAC map is played in StarCraft II (its time limit and state are SMAC's own)."""
+
+    reward: str = setting("smac", "smac (SMAC's shaped reward) or smac_signed (reward_only_positive=False)",
+                          ("smac", "smac_signed"))
+
+    def validate(self, config) -> None:
+        check_choices(self)
+
+
+def make_sc2(name: str, settings: Sc2Settings, seed: int = 0) -> SC2Env:
+    """`seed` is the game's own seed (JAX environments take their randomness from keys instead)."""
+    return SC2Env(name, seed=seed, reward_only_positive=settings.reward != "smac_signed")
 
 
 class SC2Env:

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from qmix.envs import REWARD_SETTINGS
 from qmix.envs.base import EnvState, TimeStep
+from qmix.settings import check, check_choices, setting
 
 
 @contextlib.contextmanager
@@ -148,6 +148,33 @@ SMAX_MAPS: dict[str, MapSpec] = {
     "6h_vs_8z": MapSpec(_team((6, "hydralisk")), _team((8, "zealot")), 150),
 }
 PAPER_MAPS = ("3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z")
+# How a map pays its reward (docs/smax.md): SMAC's shaped reward, the same with the team's own losses
+# subtracted (SMAC's reward_only_positive=False), or SMAX's native reward.
+REWARD_SETTINGS = ("smac", "smac_signed", "smax")
+
+
+@dataclass(frozen=True)
+class SmaxSettings:
+    """How a SMAX map is played."""
+
+    reward: str = setting("smac", "smac (SMAC's shaped reward, max return 20), smac_signed (minus half the "
+                          "team's own losses) or smax (SMAX's native reward)", REWARD_SETTINGS)
+    episode_limit: int | None = setting(None, "time limit in steps (null: the map's own, SMAC's)")
+
+    def validate(self, config) -> None:
+        check_choices(self)
+        check(self.episode_limit is None or self.episode_limit >= 1,
+              f"episode_limit must be at least 1 step (or null for the map's own), got {self.episode_limit}")
+
+
+def describe_map(name: str) -> str:
+    """One line: the teams and the time limit."""
+    spec = SMAX_MAPS[name]
+
+    def team(units: tuple[str, ...]) -> str:
+        return " + ".join(f"{units.count(u)} {u}{'s' if units.count(u) > 1 else ''}" for u in dict.fromkeys(units))
+
+    return f"SMAX: {team(spec.allies)} against {team(spec.enemies)}, {spec.episode_limit} steps"
 
 # SMAC's reward constants (its defaults: reward_death_value, reward_win, reward_scale_rate).
 SMAC_KILL_BONUS = 10.0
@@ -192,6 +219,10 @@ def attacked_units(attack_actions: jax.Array, n_allies: int) -> jax.Array:
     index = attack_actions - N_MOVE_ACTIONS
     target = jnp.where(attacker < n_allies, n_allies + index, n_allies - 1 - index)
     return jnp.where(attack_actions >= N_MOVE_ACTIONS, target, NO_UNIT)
+
+
+def make_smax(name: str, settings: SmaxSettings) -> SmaxEnv:
+    return SmaxEnv(name, reward=settings.reward, episode_limit=settings.episode_limit)
 
 
 class SmaxEnv:

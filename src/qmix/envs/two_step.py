@@ -1,4 +1,4 @@
-"""The paper's two-step matrix game (PAPER.md section 3) as a JAX environment.
+"""The two-step matrix game of the QMIX paper (Rashid et al., 2018, section 5) as a JAX environment.
 
 States: 0 = state 1, 1 = state 2A, 2 = state 2B. Actions: 0 = A, 1 = B.
 Step 1 pays 0 and agent 1's action picks the next state (A -> 2A, B -> 2B); step 2 pays the state's
@@ -55,3 +55,7 @@ class TwoStepGame:
         cell = jnp.where(first, 1 + actions[0], env_state.cell).astype(jnp.int32)
         new_state = TwoStepState(cell=cell, steps=env_state.steps + 1)
         return new_state, self._timestep(cell, reward, ~first)
+
+
+def make_two_step(name: str, settings) -> TwoStepGame:
+    return TwoStepGame()

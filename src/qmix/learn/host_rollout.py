@@ -15,8 +15,8 @@ import jax
 import numpy as np
 
 from qmix.envs.sc2 import HostStep
-from qmix.learn.learner import Episodes, Learner
-from qmix.learn.rollout import EpisodeStats, policy_step
+from qmix.learn.episodes import EnvSpec, Episodes, EpisodeStats
+from qmix.learn.rollout import policy_step
 
 
 class HostEnvironment(Protocol):
@@ -33,11 +33,17 @@ class HostEnvironment(Protocol):
     def close(self) -> None: ...
 
 
+def _where_runs(run_on: np.ndarray, new, old):
+    """Per run [S]: `new` where the run still has an episode going, else `old` (numpy pytrees)."""
+    return jax.tree.map(lambda n, o: np.where(run_on.reshape(run_on.shape + (1,) * (o.ndim - 1)), np.asarray(n), o),
+                        new, old)
+
+
 class HostRollout:
     """S x E host environments, made on first use, and one compiled policy step for all of them."""
 
-    def __init__(self, learner: Learner, make_env: Callable[[], HostEnvironment], num_runs: int, n_envs: int):
-        self.learner = learner
+    def __init__(self, algorithm, make_env: Callable[[], HostEnvironment], num_runs: int, n_envs: int):
+        self.algorithm = algorithm
         self.make_env = make_env
         self.num_runs = num_runs
         self.n_envs = n_envs
@@ -57,30 +63,19 @@ class HostRollout:
                 env.close()
         self._envs = None
 
-    def _policy_step(self, agent_params, key, hidden, obs, last_actions, avail, epsilon):
-        key, _, hidden, actions = policy_step(self.learner, agent_params, key, hidden, obs, last_actions, avail,
-                                              epsilon)
-        return key, hidden, actions
+    def _policy_step(self, policy, key, actor_state, obs, avail):
+        key, _, actor_state, actions = policy_step(self.algorithm, policy, key, actor_state, obs, avail)
+        return key, actor_state, actions
 
-    def run(self, agent_params, keys: jax.Array, epsilon: jax.Array, active: np.ndarray
-            ) -> tuple[Episodes, EpisodeStats]:
+    def run(self, policies, keys: jax.Array, active: np.ndarray) -> tuple[Episodes, EpisodeStats]:
         """One episode in each environment of each active run; inactive runs get padding.
 
-        agent_params and keys [S, 2] and epsilon [S] carry the run axis; returns numpy [S, E, ...].
+        policies and keys [S, 2] carry the run axis; returns numpy [S, E, ...].
         """
         S, E = self.num_runs, self.n_envs
         first_env = self.envs[0][0]
         T, N, A = first_env.episode_limit, first_env.n_agents, first_env.n_actions
-        episodes = Episodes(
-            obs=np.zeros((S, E, T + 1, N, first_env.obs_dim), np.float32),
-            state=np.zeros((S, E, T + 1, first_env.state_dim), np.float32),
-            avail=np.zeros((S, E, T + 1, N, A), bool),
-            actions=np.zeros((S, E, T, N), np.int32),
-            rewards=np.zeros((S, E, T), np.float32),
-            terminated=np.zeros((S, E, T), bool),
-            truncated=np.zeros((S, E, T), bool),
-            filled=np.zeros((S, E, T), bool),
-        )
+        episodes = jax.tree.map(np.array, Episodes.empty(EnvSpec.of(first_env), S, E))
         returns, won, lengths = np.zeros((S, E), np.float32), np.zeros((S, E), bool), np.zeros((S, E), np.int32)
         running = np.zeros((S, E), bool)
         obs = np.zeros((S, E, N, first_env.obs_dim), np.float32)
@@ -95,15 +90,14 @@ class HostRollout:
                 running[s, e] = True
 
         keys = self._begin(keys)
-        hidden = np.asarray(self.learner.initial_hidden(S, E))
-        last_actions = -np.ones((S, E, N), np.int32)
+        actor_state = jax.tree.map(np.asarray, jax.vmap(lambda _: self.algorithm.initial_actor_state(E))(keys))
         t = 0
         while t < T and running.any():
-            new_keys, new_hidden, actions = self._act(agent_params, keys, hidden, obs, last_actions, avail, epsilon)
+            new_keys, new_actor_state, actions = self._act(policies, keys, actor_state, obs, avail)
             # a run whose episodes have all ended stops drawing keys, as the compiled loop does per run
             run_on = running.any(axis=1)  # [S]
             keys = np.where(run_on[:, None], np.asarray(new_keys), np.asarray(keys))
-            hidden = np.where(run_on[:, None, None, None], np.asarray(new_hidden), hidden)
+            actor_state = _where_runs(run_on, new_actor_state, actor_state)
             actions = np.asarray(actions)
             for s, e in zip(*np.nonzero(running), strict=True):
                 step = self.envs[s][e].step(actions[s, e])
@@ -118,6 +112,5 @@ class HostRollout:
                 lengths[s, e] += 1
                 obs[s, e], avail[s, e] = step.obs, step.avail_actions
                 running[s, e] = not (step.terminated or truncated)
-            last_actions = np.where(run_on[:, None, None], actions, last_actions)
             t += 1
         return episodes, EpisodeStats(returns=returns, won=won, lengths=lengths)

@@ -46,6 +46,12 @@ def next_agent_values(
     return jnp.where(avail.any(axis=-1), value, 0.0)
 
 
+def next_agent_actions(target_q: jax.Array, online_q: jax.Array, avail: jax.Array, double_q: bool) -> jax.Array:
+    """The actions `next_agent_values` evaluates, [..., A] inputs -> [...] int (for mixers that read them)."""
+    chooser = jax.lax.stop_gradient(online_q) if double_q else target_q
+    return masked_argmax(chooser, avail).astype(jnp.int32)
+
+
 def one_step_targets(
     rewards: jax.Array, terminated: jax.Array, next_values: jax.Array, gamma: float
 ) -> jax.Array:

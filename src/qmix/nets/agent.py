@@ -10,7 +10,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from qmix.registry import Registry
 
+# name -> the network class, built as cls(n_actions, hidden_dim)
+AGENTS: Registry = Registry("agent network")
+
+
+@AGENTS.register("rnn", "DRQN: Dense-ReLU-GRU-Dense, the hidden state carried through the episode")
 class RecurrentAgent(nn.Module):
     """DRQN: Dense -> ReLU -> GRU -> Dense, one Q-value per action."""
 
@@ -25,6 +31,7 @@ class RecurrentAgent(nn.Module):
         return hidden, nn.Dense(self.n_actions, name="q")(hidden)
 
 
+@AGENTS.register("ff", "Dense-ReLU-Dense, no memory (the two-step game's agent)")
 class FeedForwardAgent(nn.Module):
     """Dense -> ReLU -> Dense (the two-step game's agent); the hidden state is unused."""
 
@@ -38,11 +45,7 @@ class FeedForwardAgent(nn.Module):
 
 
 def make_agent(kind: str, n_actions: int, hidden_dim: int) -> nn.Module:
-    if kind == "rnn":
-        return RecurrentAgent(n_actions, hidden_dim)
-    if kind == "ff":
-        return FeedForwardAgent(n_actions, hidden_dim)
-    raise ValueError(f"unknown agent network '{kind}': choose 'rnn' or 'ff'")
+    return AGENTS.get(kind)(n_actions, hidden_dim)
 
 
 def agent_input_dim(obs_dim: int, n_agents: int, n_actions: int, last_action: bool, agent_id: bool) -> int:

@@ -1,10 +1,12 @@
-"""The mixer family (PAPER.md section 2), one registry.
+"""The mixer family of the QMIX paper (Rashid et al., 2018, sections 4 and 6.3), one registry.
 
-Every mixer maps the agents' chosen utilities and the global state to the value(s) the TD loss trains:
-    agent_qs [..., N], state [..., S] -> q_tot [..., K]
-with K = 1 for every factorised mixer and K = N for `none` (IQL: each agent learns on its own).
-Monotonicity (dQ_tot/dQ_a >= 0) holds for all but `none` by construction: non-negative weights
-(absolute values) and monotone activations (ELU).
+A mixer maps what the agents chose and the global state to the value(s) the TD loss trains:
+    MixerInput(chosen_qs [..., N], all_qs [..., N, A], actions [..., N], state [..., S]) -> q_tot [..., K]
+with K = 1 for every factorised mixer and K = N for `none` (IQL: each agent learns on its own). Mixers
+that need more than the chosen utilities (e.g. dueling or attention mixers) read `all_qs` and `actions`.
+A mixer that declares itself monotonic (dQ_tot/dQ_a >= 0) is checked for it by the contract tests.
+
+Adding a mixer: one class here (or in a file of its own) and one `MIXERS.add` line.
 """
 
 from __future__ import annotations
@@ -14,6 +16,17 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from flax import struct
+
+from qmix.registry import Registry
+
+
+@struct.dataclass
+class MixerInput:
+    chosen_qs: jax.Array  # [..., N] the utility of each agent's chosen (or, for targets, selected) action
+    all_qs: jax.Array  # [..., N, A] every action's utility
+    actions: jax.Array  # [..., N] int32, the chosen actions
+    state: jax.Array  # [..., S] the global state the mixer conditions on
 
 
 class StateValue(nn.Module):
@@ -44,16 +57,16 @@ class IndependentMixer(nn.Module):
     """`none` (IQL): no mixing; each agent's utility is trained against its own target."""
 
     @nn.compact
-    def __call__(self, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
-        return agent_qs
+    def __call__(self, x: MixerInput) -> jax.Array:
+        return x.chosen_qs
 
 
 class VDNMixer(nn.Module):
     """`vdn`: Q_tot = sum_a Q_a."""
 
     @nn.compact
-    def __call__(self, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
-        return agent_qs.sum(axis=-1, keepdims=True)
+    def __call__(self, x: MixerInput) -> jax.Array:
+        return x.chosen_qs.sum(axis=-1, keepdims=True)
 
 
 class VDNStateMixer(nn.Module):
@@ -62,8 +75,8 @@ class VDNStateMixer(nn.Module):
     embed_dim: int = 32
 
     @nn.compact
-    def __call__(self, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
-        return agent_qs.sum(axis=-1, keepdims=True) + StateValue(self.embed_dim)(state)
+    def __call__(self, x: MixerInput) -> jax.Array:
+        return x.chosen_qs.sum(axis=-1, keepdims=True) + StateValue(self.embed_dim)(x.state)
 
 
 class QMixer(nn.Module):
@@ -77,7 +90,8 @@ class QMixer(nn.Module):
     hypernet_embed_dim: int = 64
 
     @nn.compact
-    def __call__(self, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
+    def __call__(self, x: MixerInput) -> jax.Array:
+        agent_qs, state = x.chosen_qs, x.state
         n_agents = agent_qs.shape[-1]
         hyper = lambda out, name: Hypernet(out, self.hypernet_layers, self.hypernet_embed_dim, name=name)  # noqa: E731
         w1 = jnp.abs(hyper(n_agents * self.embed_dim, "hyper_w1")(state))
@@ -95,14 +109,14 @@ class QMixerNoState(nn.Module):
     embed_dim: int = 32
 
     @nn.compact
-    def __call__(self, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
-        n_agents = agent_qs.shape[-1]
+    def __call__(self, x: MixerInput) -> jax.Array:
+        n_agents = x.chosen_qs.shape[-1]
         init = nn.initializers.lecun_normal()
         w1 = jnp.abs(self.param("w1", init, (n_agents, self.embed_dim)))
         b1 = self.param("b1", nn.initializers.zeros, (self.embed_dim,))
         w2 = jnp.abs(self.param("w2", init, (self.embed_dim, 1)))
         b2 = self.param("b2", nn.initializers.zeros, (1,))
-        hidden = nn.elu(agent_qs @ w1 + b1)
+        hidden = nn.elu(x.chosen_qs @ w1 + b1)
         return hidden @ w2 + b2
 
 
@@ -114,31 +128,29 @@ class QMixerLinear(nn.Module):
     hypernet_embed_dim: int = 64
 
     @nn.compact
-    def __call__(self, agent_qs: jax.Array, state: jax.Array) -> jax.Array:
-        n_agents = agent_qs.shape[-1]
-        w = jnp.abs(Hypernet(n_agents, self.hypernet_layers, self.hypernet_embed_dim, name="hyper_w")(state))
-        v = StateValue(self.embed_dim, name="value")(state)
-        return (agent_qs * w).sum(axis=-1, keepdims=True) + v
+    def __call__(self, x: MixerInput) -> jax.Array:
+        n_agents = x.chosen_qs.shape[-1]
+        w = jnp.abs(Hypernet(n_agents, self.hypernet_layers, self.hypernet_embed_dim, name="hyper_w")(x.state))
+        v = StateValue(self.embed_dim, name="value")(x.state)
+        return (x.chosen_qs * w).sum(axis=-1, keepdims=True) + v
 
 
-MixerFactory = Callable[[int, int, int], nn.Module]  # (embed_dim, hypernet_layers, hypernet_embed_dim)
-
-MIXERS: dict[str, MixerFactory] = {
-    "none": lambda embed, layers, hyper_embed: IndependentMixer(),
-    "vdn": lambda embed, layers, hyper_embed: VDNMixer(),
-    "vdn_s": lambda embed, layers, hyper_embed: VDNStateMixer(embed),
-    "qmix": lambda embed, layers, hyper_embed: QMixer(embed, layers, hyper_embed),
-    "qmix_ns": lambda embed, layers, hyper_embed: QMixerNoState(embed),
-    "qmix_lin": lambda embed, layers, hyper_embed: QMixerLinear(embed, layers, hyper_embed),
-}
-
-
-def make_mixer(name: str, embed_dim: int = 32, hypernet_layers: int = 2, hypernet_embed_dim: int = 64) -> nn.Module:
-    if name not in MIXERS:
-        raise ValueError(f"unknown mixer '{name}': choose one of {', '.join(MIXERS)}")
-    return MIXERS[name](embed_dim, hypernet_layers, hypernet_embed_dim)
+# A mixer's factory gets the algorithm's settings (mixing_embed_dim, hypernet_layers, hypernet_embed_dim).
+MixerFactory = Callable[..., nn.Module]
+MIXERS: Registry[MixerFactory] = Registry("mixer")
+MIXERS.add("none", lambda s: IndependentMixer(), "no mixing: every agent its own TD target (IQL)",
+           monotonic=True, per_agent=True)
+MIXERS.add("vdn", lambda s: VDNMixer(), "the sum of the agents' utilities (VDN)", monotonic=True)
+MIXERS.add("vdn_s", lambda s: VDNStateMixer(s.mixing_embed_dim), "the sum plus a state-dependent bias V(s)",
+           monotonic=True)
+MIXERS.add("qmix", lambda s: QMixer(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim),
+           "a monotonic mixing network whose weights are hypernetworks of the state", monotonic=True)
+MIXERS.add("qmix_ns", lambda s: QMixerNoState(s.mixing_embed_dim),
+           "QMIX's mixing network with state-independent weights", monotonic=True)
+MIXERS.add("qmix_lin", lambda s: QMixerLinear(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim),
+           "a state-conditioned non-negative linear mix plus V(s)", monotonic=True)
 
 
 def mixer_outputs(name: str, n_agents: int) -> int:
     """K: how many values the mixer returns (N for independent learners, else 1)."""
-    return n_agents if name == "none" else 1
+    return n_agents if MIXERS.entry(name).facts.get("per_agent", False) else 1

@@ -1,0 +1,70 @@
+"""What the training loop needs of an algorithm: pure functions over the algorithm's own typed state.
+
+The loop (learn/loop.py) collects episodes with `act`, stores them when `uses_replay`, calls `update` on
+batches and `after_iteration` once per iteration, and logs whatever metrics `update` returns. It knows
+nothing of mixers, exploration schedules or target networks. An algorithm is registered in
+algorithms/__init__.py with its settings class; its factory takes (settings, EnvSpec).
+
+Axes: E environments, N agents, A actions; the loop vmaps every function over a seed axis.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+
+from qmix.learn.episodes import EnvSpec, Episodes
+
+
+class Algorithm(Protocol):
+    spec: EnvSpec
+    uses_replay: bool  # off-policy: episodes go into a replay, updates sample batches from it
+
+    def init(self, key: jax.Array) -> Any:
+        """The algorithm's whole state for one run (parameters, optimizer, targets, ...)."""
+        ...
+
+    def example_item(self) -> Episodes:
+        """One stored item (a whole episode, zeros): what the replay holds."""
+        ...
+
+    # ----- acting (decentralised: each agent on its own observation) -----
+    def acting_policy(self, state: Any, env_steps: jax.Array) -> Any:
+        """The exploring policy for collection after `env_steps` steps (any pytree `act` reads)."""
+        ...
+
+    def test_policies(self, state: Any) -> dict[str, Any]:
+        """Greedy policies to test, by name ("" for the main one; others log as test_<metric>_<name>)."""
+        ...
+
+    def initial_actor_state(self, n_envs: int) -> Any:
+        """What acting carries between steps of an episode (e.g. RNN hidden state), for E environments."""
+        ...
+
+    def act(self, policy: Any, actor_state: Any, key: jax.Array, obs: jax.Array, avail: jax.Array
+            ) -> tuple[Any, jax.Array]:
+        """One step for E environments: obs [E, N, O], avail [E, N, A] -> actor state, actions [E, N] int32."""
+        ...
+
+    # ----- learning -----
+    def update(self, state: Any, batch: Episodes, axis_name: str | None = None) -> tuple[Any, dict[str, jax.Array]]:
+        """One learner update on a batch [B, ...]; the metrics (scalars, by name) are averaged and logged."""
+        ...
+
+    def after_iteration(self, state: Any, episodes: jax.Array) -> Any:
+        """Per-iteration bookkeeping (e.g. target copies), given the training episodes collected so far."""
+        ...
+
+    def status(self, env_steps: jax.Array) -> dict[str, jax.Array]:
+        """Logged values that follow from the env steps (e.g. the exploration rate)."""
+        ...
+
+    # ----- what a finished run keeps -----
+    def saved_parameters(self, state: Any) -> dict[str, Any]:
+        """Pytrees to write at the end of a run, by file stem ("params" first)."""
+        ...
+
+    def policy_from_saved(self, name: str, tree: Any) -> Any:
+        """The greedy policy that a saved pytree (`saved_parameters(...)[name]`) plays."""
+        ...

@@ -1,0 +1,250 @@
+"""Value decomposition (QMIX, VDN, IQL, QMIX-NS, QMIX-Lin, VDN-S): one loss over a mixer registry.
+
+Agents share one network and act epsilon-greedily on their own observations; a mixer combines their
+chosen utilities, conditioned on the state, into Q_tot, trained towards (TD(lambda) or one-step) targets
+of target networks (Rashid et al., 2018, section 4). The mixer is the only difference between the
+family's members (nets/mixers.py).
+
+Axes: B episodes, T steps, N agents, A actions, K mixer outputs (1, or N for IQL).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from qmix.algorithms.value_decomposition.settings import ValueDecompositionSettings
+from qmix.learn import targets as td
+from qmix.learn.episodes import EnvSpec, Episodes, previous_actions, time_buckets, truncate_episodes
+from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
+from qmix.nets.mixers import MIXERS, MixerInput
+
+
+@struct.dataclass
+class Params:
+    agent: Any
+    mixer: Any
+
+
+@struct.dataclass
+class ValueDecompositionState:
+    params: Params
+    target_params: Params
+    opt_state: Any
+    last_target_update_episode: jax.Array  # [] int32, the episode count at the last hard target copy
+    average_agent: Any = None  # moving average of params.agent (average_policy=true), else None
+
+
+@struct.dataclass
+class Policy:
+    agent: Any  # agent-network parameters
+    epsilon: jax.Array  # [] exploration rate (0: greedy)
+
+
+def make_optimizer(s: ValueDecompositionSettings) -> optax.GradientTransformation:
+    if s.lr_schedule == "linear":
+        lr = optax.linear_schedule(s.lr, s.lr_finish, s.lr_anneal_updates)
+    else:
+        lr = optax.constant_schedule(s.lr)
+    if s.optimizer == "rmsprop":
+        # PyTorch's RMSprop (PyMARL): eps added outside the square root.
+        opt = optax.rmsprop(lr, decay=s.rmsprop_alpha, eps=s.rmsprop_eps, eps_in_sqrt=False)
+    else:
+        opt = optax.adam(lr, eps=s.adam_eps)
+    if s.grad_norm_clip is not None:
+        opt = optax.chain(optax.clip_by_global_norm(s.grad_norm_clip), opt)
+    return opt
+
+
+def select_actions(key: jax.Array, q: jax.Array, avail: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """Epsilon-greedy over available actions, independently per agent: q, avail [..., A] -> [...] int32."""
+    explore_key, random_key = jax.random.split(key)
+    greedy = td.masked_argmax(q, avail)
+    random = jax.random.categorical(random_key, jnp.where(avail, 0.0, -jnp.inf))
+    explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
+    return jnp.where(explore, random, greedy).astype(jnp.int32)
+
+
+class ValueDecomposition:
+    """All methods are pure and jit-safe; `mixer` names an entry of the mixer registry."""
+
+    uses_replay = True
+
+    def __init__(self, settings: ValueDecompositionSettings, spec: EnvSpec, mixer: str):
+        self.settings = settings
+        self.spec = spec
+        self.mixer_name = mixer
+        self.agent = make_agent(settings.agent, spec.n_actions, settings.agent_hidden_dim)
+        self.mixer = MIXERS.get(mixer)(settings)
+        self.optimizer = make_optimizer(settings)
+        self.input_dim = agent_input_dim(spec.obs_dim, spec.n_agents, spec.n_actions, settings.obs_last_action,
+                                         settings.obs_agent_id)
+        extra = spec.n_agents * spec.n_actions if settings.state_last_action else 0
+        self.mixer_state_dim = spec.state_dim + extra
+
+    # ----- state -----
+    def init(self, key: jax.Array) -> ValueDecompositionState:
+        agent_key, mixer_key = jax.random.split(key)
+        n, a = self.spec.n_agents, self.spec.n_actions
+        agent_params = self.agent.init(agent_key, jnp.zeros((n, self.settings.agent_hidden_dim)),
+                                       jnp.zeros((n, self.input_dim)))
+        example = MixerInput(jnp.zeros((n,)), jnp.zeros((n, a)), jnp.zeros((n,), jnp.int32),
+                             jnp.zeros((self.mixer_state_dim,)))
+        params = Params(agent_params, self.mixer.init(mixer_key, example))
+        return ValueDecompositionState(
+            params=params,
+            target_params=params,
+            opt_state=self.optimizer.init(params),
+            last_target_update_episode=jnp.zeros((), jnp.int32),
+            average_agent=agent_params if self.settings.average_policy else None,
+        )
+
+    def example_item(self) -> Episodes:
+        return Episodes.empty(self.spec)
+
+    # ----- acting -----
+    def epsilon(self, env_steps: jax.Array) -> jax.Array:
+        """Linear anneal from epsilon_start to epsilon_finish over epsilon_anneal_env_steps."""
+        s = self.settings
+        progress = jnp.minimum(env_steps / max(s.epsilon_anneal_env_steps, 1), 1.0)
+        if s.epsilon_anneal_env_steps == 0:
+            progress = jnp.ones_like(progress)
+        return s.epsilon_start + (s.epsilon_finish - s.epsilon_start) * progress
+
+    def acting_policy(self, state: ValueDecompositionState, env_steps: jax.Array) -> Policy:
+        return Policy(state.params.agent, self.epsilon(env_steps))
+
+    def greedy(self, agent_params) -> Policy:
+        return Policy(agent_params, jnp.zeros((), jnp.float32))
+
+    def test_policies(self, state: ValueDecompositionState) -> dict[str, Policy]:
+        policies = {"": self.greedy(state.params.agent)}
+        if self.settings.average_policy:  # the same test games: a paired comparison with the online one
+            policies["averaged"] = self.greedy(state.average_agent)
+        return policies
+
+    def initial_actor_state(self, n_envs: int) -> tuple[jax.Array, jax.Array]:
+        """(RNN hidden state [E, N, H], previous actions [E, N], -1: none yet)."""
+        return self.initial_hidden(n_envs), -jnp.ones((n_envs, self.spec.n_agents), jnp.int32)
+
+    def act(self, policy: Policy, actor_state, key, obs, avail):
+        hidden, last_actions = actor_state
+        hidden, q = self.agent_values(policy.agent, hidden, obs, last_actions)  # [E, N, A]
+        actions = select_actions(key, q, avail, policy.epsilon)
+        return (hidden, actions), actions
+
+    def initial_hidden(self, *batch: int) -> jax.Array:
+        return jnp.zeros((*batch, self.spec.n_agents, self.settings.agent_hidden_dim))
+
+    def agent_values(self, agent_params, hidden, obs, last_actions):
+        """One decentralised step: obs [..., N, O], last_actions [..., N] -> hidden, q [..., N, A]."""
+        s = self.settings
+        inputs = build_agent_inputs(obs, last_actions, self.spec.n_actions, s.obs_last_action, s.obs_agent_id)
+        return self.agent.apply(agent_params, hidden, inputs)
+
+    # ----- learning -----
+    def unroll(self, agent_params, episodes: Episodes) -> jax.Array:
+        """Q-values of every slot of whole episodes: -> [B, T+1, N, A]. The hidden state starts at zero in
+        slot 0: each stored item is one whole episode, so that is the only place the RNN resets."""
+        s = self.settings
+        inputs = build_agent_inputs(episodes.obs, previous_actions(episodes), self.spec.n_actions,
+                                    s.obs_last_action, s.obs_agent_id)  # [B, T+1, N, D]
+
+        def step(hidden, x):
+            return self.agent.apply(agent_params, hidden, x)
+
+        _, q = jax.lax.scan(step, self.initial_hidden(episodes.obs.shape[0]), jnp.swapaxes(inputs, 0, 1))
+        return jnp.swapaxes(q, 0, 1)
+
+    def mixer_states(self, episodes: Episodes) -> jax.Array:
+        """What the mixer sees in each slot: the state [B, T+1, S], and with state_last_action every agent's
+        previous action one-hot after it ([B, T+1, S + N*A]; none yet in slot 0: zeros)."""
+        if not self.settings.state_last_action:
+            return episodes.state
+        last_actions = previous_actions(episodes)  # [B, T+1, N]
+        one_hot = jax.nn.one_hot(last_actions, self.spec.n_actions)  # [B, T+1, N, A]; -1 gives zeros
+        return jnp.concatenate([episodes.state, one_hot.reshape(*last_actions.shape[:2], -1)], axis=-1)
+
+    def loss(self, params: Params, target_params: Params, batch: Episodes):
+        s = self.settings
+        q = self.unroll(params.agent, batch)  # [B, T+1, N, A]
+        target_q = jax.lax.stop_gradient(self.unroll(target_params.agent, batch))
+        q_taken = jnp.take_along_axis(q[:, :-1], batch.actions[..., None], axis=-1)[..., 0]  # [B, T, N]
+        states = self.mixer_states(batch)  # [B, T+1, S']
+        q_tot = self.mixer.apply(params.mixer, MixerInput(q_taken, q[:, :-1], batch.actions, states[:, :-1]))
+
+        avail_next = batch.avail[:, 1:]
+        next_q = td.next_agent_values(target_q[:, 1:], q[:, 1:], avail_next, s.double_q)  # [B, T, N]
+        next_actions = td.next_agent_actions(target_q[:, 1:], q[:, 1:], avail_next, s.double_q)
+        next_input = MixerInput(next_q, target_q[:, 1:], next_actions, states[:, 1:])
+        next_q_tot = jax.lax.stop_gradient(self.mixer.apply(target_params.mixer, next_input))  # [B, T, K]
+        if s.td_lambda > 0:
+            y = td.lambda_targets(batch.rewards, batch.terminated, batch.filled, next_q_tot, s.gamma, s.td_lambda)
+        else:
+            y = td.one_step_targets(batch.rewards, batch.terminated, next_q_tot, s.gamma)
+        loss = td.masked_td_loss(q_tot, y, batch.filled)
+        mask = batch.filled[..., None].astype(q_tot.dtype)
+        q_taken_mean = (q_tot * mask).sum() / jnp.maximum(mask.sum() * q_tot.shape[-1], 1.0)
+        return loss, q_taken_mean
+
+    def update(self, state: ValueDecompositionState, batch: Episodes, axis_name: str | None = None):
+        """One gradient step on a batch of whole episodes.
+
+        Episodes are padded to the episode limit but are often much shorter, and the unroll costs the
+        same per step whether the step is real or padding. So the batch is cut to the shortest of a few
+        fixed lengths (`time_buckets`) that still holds its longest episode: a handful of compiled
+        variants, one chosen at run time, the same result. Under a vmap over seeds (`axis_name`), the
+        seeds agree on one length so the choice stays a real branch rather than all of them.
+        """
+        buckets = time_buckets(self.spec.episode_limit, self.settings.time_buckets)
+        if len(buckets) == 1:
+            return self._update(state, batch)
+        longest = batch.filled.sum(axis=1).max()
+        if axis_name is not None:
+            longest = jax.lax.pmax(longest, axis_name)
+        index = jnp.searchsorted(jnp.asarray(buckets), longest)
+        branches = [lambda st, b, steps=steps: self._update(st, truncate_episodes(b, steps)) for steps in buckets]
+        return jax.lax.switch(index, branches, state, batch)
+
+    def _update(self, state: ValueDecompositionState, batch: Episodes):
+        s = self.settings
+        (loss, q_taken_mean), grads = jax.value_and_grad(self.loss, has_aux=True)(
+            state.params, state.target_params, batch)
+        updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        target_params = state.target_params
+        if s.target_update == "soft":
+            target_params = optax.incremental_update(params, target_params, s.target_update_tau)
+        average = state.average_agent
+        if s.average_policy:
+            average = optax.incremental_update(params.agent, average, s.policy_average_tau)
+        new_state = state.replace(params=params, target_params=target_params, opt_state=opt_state,
+                                  average_agent=average)
+        return new_state, {"loss": loss, "q_taken_mean": q_taken_mean, "grad_norm": optax.global_norm(grads)}
+
+    def after_iteration(self, state: ValueDecompositionState, episodes: jax.Array) -> ValueDecompositionState:
+        """Hard target updates: copy the online networks every target_update_interval_episodes episodes."""
+        if self.settings.target_update != "hard":
+            return state  # soft updates happen inside every learner update
+        due = episodes - state.last_target_update_episode >= self.settings.target_update_interval_episodes
+        return state.replace(
+            target_params=jax.tree.map(lambda new, old: jnp.where(due, new, old), state.params, state.target_params),
+            last_target_update_episode=jnp.where(due, episodes, state.last_target_update_episode),
+        )
+
+    def status(self, env_steps: jax.Array) -> dict[str, jax.Array]:
+        return {"epsilon": self.epsilon(env_steps)}
+
+    # ----- what a finished run keeps -----
+    def saved_parameters(self, state: ValueDecompositionState) -> dict[str, Any]:
+        saved = {"params": state.params}
+        if self.settings.average_policy:
+            saved["averaged_agent"] = state.average_agent
+        return saved
+
+    def policy_from_saved(self, name: str, tree: Any) -> Policy:
+        return self.greedy(tree.agent if name == "params" else tree)

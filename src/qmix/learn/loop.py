@@ -1,0 +1,228 @@
+"""The compiled training loop: collect -> store -> update -> bookkeeping, seeds side by side.
+
+One iteration: every environment plays one whole episode with the algorithm's exploring policy, the
+episodes go into the replay, the algorithm makes `updates_per_episode` updates per collected episode
+(fractions carry over) on sampled batches, then does its per-iteration bookkeeping. `train_runs_until`
+repeats iterations inside one `lax.while_loop` until a test point or the budget; the host only touches
+logging, tests and checkpoints between those chunks. Every function is written for one run and vmapped
+over a leading seed axis S. The loop knows nothing of mixers, exploration or target networks: whatever
+metrics an update returns are summed here by name and logged as their means.
+
+Host-side environments (real StarCraft II) are collected in Python (host_loop.py) and fed to the same
+compiled `absorb`.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import Any
+
+import flashbax as fbx
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from qmix.algorithms import make_algorithm
+from qmix.envs import make_env
+from qmix.learn.episodes import EPISODE_METRICS, EnvSpec, Episodes, EpisodeStats
+from qmix.learn.rollout import run_episodes
+from qmix.learn.write_back import keep_if_inactive, store
+
+SEED_AXIS = "seeds"  # the vmapped axis of independent runs
+Totals = dict[str, jax.Array]  # sums over a chunk: "episodes", "updates", "train_<name>", "update_<name>"
+
+
+@struct.dataclass
+class RunnerState:
+    """Everything one run needs to continue, as arrays (so it can be vmapped and checkpointed)."""
+
+    alg: Any  # the algorithm's own state
+    replay: Any  # flashbax buffer state holding whole episodes
+    key: jax.Array
+    env_steps: jax.Array  # [] int32, environment steps collected
+    episodes: jax.Array  # [] int32, training episodes collected
+    updates: jax.Array  # [] int32, learner updates made
+    update_credit: jax.Array  # [] float32, updates owed but not yet made (fractions carry over)
+
+
+def evaluation_metrics(stats: EpisodeStats) -> dict:
+    """Greedy test episodes [..., episodes] -> the mean of each per-episode number, test_<name>."""
+    return {f"test_{name}": value.mean(axis=-1) for name, value in stats.metrics().items()}
+
+
+class Trainer:
+    """Builds the environment, algorithm and replay for a config and compiles the loop's pieces."""
+
+    def __init__(self, config):
+        self.config = config
+        self.env = make_env(config)
+        self.host_side = getattr(self.env, "host_side", False)  # real StarCraft II: collected in Python
+        self.spec = EnvSpec.of(self.env)
+        self.algorithm = make_algorithm(config, self.spec)
+        self.buffer = fbx.make_item_buffer(max_length=config.buffer_size_episodes, min_length=config.batch_size,
+                                           sample_batch_size=config.batch_size, add_batches=True)
+
+    # ----- one run -----
+    def new_runner(self, alg_state: Any, key: jax.Array) -> RunnerState:
+        zero = jnp.zeros((), jnp.int32)
+        return RunnerState(alg=alg_state, replay=self.buffer.init(self.algorithm.example_item()), key=key,
+                           env_steps=zero, episodes=zero, updates=zero, update_credit=jnp.zeros((), jnp.float32))
+
+    @cached_property
+    def metric_names(self) -> list[str]:
+        """What an update reports, read off its output shapes (nothing is computed)."""
+        example = jax.tree.map(lambda x: x[None].repeat(self.config.batch_size, 0), self.algorithm.example_item())
+        state = jax.eval_shape(self.algorithm.init, jax.random.PRNGKey(0))
+        return list(jax.eval_shape(self.algorithm.update, state, example)[1])
+
+    def zero_totals(self) -> Totals:
+        names = ["episodes", *(f"train_{n}" for n in EPISODE_METRICS), "updates",
+                 *(f"update_{n}" for n in self.metric_names)]
+        return {name: jnp.zeros((), jnp.float32) for name in names}
+
+    @property
+    def max_updates_per_iteration(self) -> int:
+        """The most updates one iteration can owe: the credit carried over is always below one."""
+        return math.ceil(self.config.num_envs * self.config.updates_per_episode)
+
+    def collect_inputs(self, runner: RunnerState) -> tuple[jax.Array, Any]:
+        """One run: the key to collect with (split(runner.key)[1]; `absorb` keeps [0]) and the policy."""
+        return jax.random.split(runner.key)[1], self.algorithm.acting_policy(runner.alg, runner.env_steps)
+
+    def collect(self, runner: RunnerState) -> tuple[Episodes, EpisodeStats]:
+        key, policy = self.collect_inputs(runner)
+        return run_episodes(self.algorithm, self.env, policy, key, self.config.num_envs)
+
+    def _learn(self, runner: RunnerState, n_updates: jax.Array, totals: Totals):
+        """Make `n_updates` updates on uniformly sampled batches of whole episodes.
+
+        The iteration owes at most `max_updates_per_iteration` updates, so that many batches are sampled
+        up front and a fixed-length scan skips the ones not owed. `n_updates` is the same in every seed
+        (each collects num_envs episodes per iteration), so the seeds agree on it and each skip stays a
+        real branch under the seed vmap (a per-seed predicate would compute every update and select).
+        """
+        count = self.max_updates_per_iteration
+        if count == 0:
+            return runner, totals
+        key, sample_key = jax.random.split(runner.key)
+        sample = lambda k: self.buffer.sample(runner.replay, k).experience  # noqa: E731
+        batches = jax.vmap(sample)(jax.random.split(sample_key, count))  # [M, B, ...]
+        n_updates = jax.lax.pmax(n_updates, SEED_AXIS)
+
+        def update(alg_state, totals, batch):
+            alg_state, metrics = self.algorithm.update(alg_state, batch, axis_name=SEED_AXIS)
+            totals = {**totals, "updates": totals["updates"] + 1,
+                      **{f"update_{n}": totals[f"update_{n}"] + v for n, v in metrics.items()}}
+            return alg_state, totals
+
+        def maybe_update(carry, indexed_batch):
+            index, batch = indexed_batch
+            skip = lambda state, totals, _: (state, totals)  # noqa: E731
+            return jax.lax.cond(index < n_updates, update, skip, *carry, batch), None
+
+        (alg_state, totals), _ = jax.lax.scan(maybe_update, (runner.alg, totals), (jnp.arange(count), batches))
+        return runner.replace(alg=alg_state, key=key, updates=runner.updates + n_updates), totals
+
+    def absorb(self, runner: RunnerState, totals: Totals, active: jax.Array, episodes: Episodes,
+               stats: EpisodeStats) -> tuple[RunnerState, Totals]:
+        """One run, after collecting `episodes` [E, ...]: store them, learn, bookkeeping.
+        Shared by the compiled loop and the host-side one. A run that is not `active` keeps its state."""
+        c = self.config
+        start, start_totals = runner, totals
+        key, _ = jax.random.split(runner.key)
+        runner = runner.replace(
+            replay=store(self.buffer, runner.replay, episodes, active, c.buffer_size_episodes),
+            key=key,
+            env_steps=runner.env_steps + stats.lengths.sum(),
+            episodes=runner.episodes + c.num_envs,
+        )
+        totals = {**totals, "episodes": totals["episodes"] + c.num_envs,
+                  **{f"train_{n}": totals[f"train_{n}"] + v.sum() for n, v in stats.metrics().items()}}
+        # Updates owed per collected episode; none until the replay holds a full batch (as PyMARL).
+        can_learn = self.buffer.can_sample(runner.replay)
+        credit = runner.update_credit + c.num_envs * c.updates_per_episode
+        n_updates = jnp.where(can_learn, jnp.floor(credit), 0.0).astype(jnp.int32)
+        runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
+        runner, totals = self._learn(runner, n_updates, totals)
+        runner = runner.replace(alg=self.algorithm.after_iteration(runner.alg, runner.episodes))
+        # the replay is left out of the selection: selecting it would copy it (`store` already kept it)
+        replay = runner.replay
+        runner = keep_if_inactive(active, runner.replace(replay=None), start.replace(replay=None))
+        return runner.replace(replay=replay), keep_if_inactive(active, totals, start_totals)
+
+    def train_runs_until_unjitted(self, runners: RunnerState, stop_env_steps: jax.Array, stop_episodes: jax.Array
+                                  ) -> tuple[RunnerState, Totals]:
+        """All runs [S]: iterate each until env_steps >= stop_env_steps or episodes >= stop_episodes
+        (the loop is outside the seed vmap: see write_back.py)."""
+
+        def active(runners):  # [S] bool
+            return (runners.env_steps < stop_env_steps) & (runners.episodes < stop_episodes)
+
+        def body(carry):
+            runners, totals = carry
+            episodes, stats = jax.vmap(self.collect)(runners)
+            return jax.vmap(self.absorb, axis_name=SEED_AXIS)(runners, totals, active(runners), episodes, stats)
+
+        totals = jax.vmap(lambda _: self.zero_totals())(stop_env_steps)
+        return jax.lax.while_loop(lambda carry: active(carry[0]).any(), body, (runners, totals))
+
+    def evaluate(self, alg_state: Any, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
+        """`test_episodes` greedy, decentralised episodes per test policy (the same games for each)."""
+        n = self.config.test_episodes
+        return {name: evaluation_metrics(run_episodes(self.algorithm, self.env, policy, key, n)[1])
+                for name, policy in self.algorithm.test_policies(alg_state).items()}
+
+    # ----- many runs side by side: compiled once, vmapped over the seed axis S -----
+    # Always vmapped, even for one seed: one code path, and the algorithms' collectives need the axis.
+    @cached_property
+    def init_runs(self):
+        """keys [S, 2] -> S fresh runs, each equal to a run of its key alone.
+
+        The networks are initialised one run at a time: vmapped, the GRU's orthogonal initialisers become
+        one batched QR whose LAPACK kernel waits on XLA:CPU's intra-op pool from inside that pool, and on
+        2 cores it could wait forever (the process then sat idle at the start of a run).
+        """
+        init_alg = jax.jit(self.algorithm.init)
+        new_runners = jax.jit(jax.vmap(self.new_runner))
+
+        def init_runs(keys: jax.Array) -> RunnerState:
+            alg_keys, run_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
+            states = [init_alg(key) for key in alg_keys]
+            return new_runners(jax.tree.map(lambda *runs: jnp.stack(runs), *states), run_keys)
+
+        return init_runs
+
+    @cached_property
+    def host(self):
+        from qmix.learn.host_loop import HostLoop
+
+        return HostLoop(self)
+
+    @cached_property
+    def train_runs_until(self):
+        if self.host_side:
+            return self.host.train_runs_until
+        return jax.jit(self.train_runs_until_unjitted, donate_argnums=(0,))
+
+    @cached_property
+    def evaluate_runs(self):
+        """alg states [S], keys [S] -> {test policy name: {metric: [S]}}."""
+        if self.host_side:
+            return self.host.evaluate_runs
+        return jax.jit(jax.vmap(self.evaluate, axis_name=SEED_AXIS))
+
+    def close(self) -> None:
+        """Stop host-side environments (real StarCraft II games), if any were started."""
+        if self.host_side and "host" in self.__dict__:
+            self.host.close()
+
+
+def run_slice(tree: Any, k: int) -> Any:
+    """Run k of a pytree whose leaves carry the seed axis S first."""
+    return jax.tree.map(lambda x: x[k], tree)
+
+
+def seed_keys(seed: int, num_seeds: int) -> jax.Array:
+    """[S, 2] keys: run k gets the key of seed `seed + k`, so a vmapped run equals the same seed alone."""
+    return jnp.stack([jax.random.PRNGKey(seed + k) for k in range(num_seeds)])

@@ -1,0 +1,82 @@
+"""One registry mechanism for environments, algorithms, mixers and agent networks.
+
+An entry is a name, a one-line description, the object it names and any static facts about it. Unknown
+names get a one-line ConfigError with the closest registered name.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from qmix.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    target: T
+    description: str
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:  # facts read as attributes: entry.monotonic
+        try:
+            return self.facts[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+class Registry(Generic[T]):
+    """Named entries of one kind ("mixer", "algorithm", ...), in the order they were added."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def add(self, name: str, target: T, description: str, **facts: Any) -> T:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} '{name}' is registered twice")
+        self._entries[name] = Entry(name, target, description, facts)
+        return target
+
+    def register(self, name: str, description: str, **facts: Any):
+        """Decorator form of `add`: `@MIXERS.register("qmix", "...")` above a class or function."""
+
+        def decorate(target: T) -> T:
+            return self.add(name, target, description, **facts)
+
+        return decorate
+
+    def entry(self, name: str) -> Entry[T]:
+        if name not in self._entries:
+            names = list(self._entries)
+            raise ConfigError(
+                f"unknown {self.kind} '{name}'{did_you_mean(name, names)}: choose one of {', '.join(names)}"
+            )
+        return self._entries[name]
+
+    def get(self, name: str) -> T:
+        return self.entry(name).target
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(self._entries.values())
+
+    def describe(self) -> list[str]:
+        """One line per entry: name and description, aligned."""
+        width = max((len(name) for name in self._entries), default=0)
+        return [f"{e.name:<{width}}  {e.description}" for e in self]

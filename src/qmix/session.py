@@ -1,0 +1,209 @@
+"""One process's share of a run: chunks of compiled training, tests on schedule, logs, checkpoints, the
+NaN guard, and the final parameters. Whatever the algorithm's updates, rollouts and tests report is
+logged by name (metrics.jsonl and TensorBoard)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+from qmix.checkpoint import CheckpointStore, write_atomic
+from qmix.errors import NonFiniteError
+from qmix.learn.episodes import EPISODE_METRICS
+from qmix.learn.loop import RunnerState, Trainer, run_slice, seed_keys
+from qmix.progress import TrainingProgress
+from qmix.results.metrics import MetricsLog
+from qmix.run_folder import INT32_MAX, parameter_file, seed_folders
+
+
+@dataclass
+class LoopState:
+    """The host loop's own state between chunks, saved in every checkpoint so a resumed run carries on exactly."""
+
+    test_index: int  # evaluation keys are a pure function of it
+    last_logged: list[int]  # per run: env steps of its last log line (-1: none yet)
+    history: list[list[dict]]  # per run: every logged record, for the summary
+    wall_seconds: float = 0.0  # time spent up to the last checkpoint (a resumed run's clock starts there)
+    checkpoint_step: int | None = None  # env steps of the newest checkpoint written
+
+    @classmethod
+    def fresh(cls, num_seeds: int) -> LoopState:
+        return cls(test_index=0, last_logged=[-1] * num_seeds, history=[[] for _ in range(num_seeds)])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoopState:
+        return cls(**data)
+
+
+class Clock:
+    """Wall-clock seconds of the run, counting the time spent before a resume."""
+
+    def __init__(self, offset: float = 0.0):
+        self.offset = offset
+        self.start = time.perf_counter()
+
+    def seconds(self) -> float:
+        return self.offset + time.perf_counter() - self.start
+
+
+def evaluation_keys(config, test_index: int) -> jax.Array:
+    # Separate from the training stream, and a pure function of the test's index (resumable).
+    return jax.vmap(lambda k: jax.random.fold_in(k, 1_000_003 + test_index))(seed_keys(config.seed, config.num_seeds))
+
+
+@jax.jit
+def finite_runs(tree) -> jax.Array:
+    """[S] bool: every floating-point array of run k (leading axis) in `tree` is finite."""
+    checks = [jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
+              for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.stack(checks).all(axis=0)
+
+
+def checkpoint_step(runners: RunnerState) -> int:
+    """A checkpoint is named by the env steps of the run furthest behind (all runs are saved together)."""
+    return int(np.min(np.asarray(runners.env_steps)))
+
+
+def checkpoint_due(config, last_step: int | None, env_steps: int) -> bool:
+    """True when env_steps has crossed a multiple of checkpoint_interval_env_steps since the last checkpoint."""
+    interval = config.checkpoint_interval_env_steps
+    return interval > 0 and env_steps // interval > (last_step or 0) // interval
+
+
+def next_stop(config, runners: RunnerState) -> tuple[np.ndarray, np.ndarray]:
+    """Per run: train until the next test point (in env steps or episodes) or the budget."""
+    steps = np.asarray(runners.env_steps, dtype=np.int64)
+    episodes = np.asarray(runners.episodes, dtype=np.int64)
+    if config.test_interval_env_steps > 0:
+        stop_steps = np.minimum(steps + config.test_interval_env_steps, config.env_steps)
+    else:
+        stop_steps = np.full_like(steps, config.env_steps)
+    if config.test_interval_episodes > 0:
+        stop_episodes = episodes + config.test_interval_episodes
+    else:
+        stop_episodes = np.full_like(episodes, INT32_MAX)
+    return stop_steps.astype(np.int32), stop_episodes.astype(np.int32)
+
+
+def chunk_record(totals: dict, k: int, runners: RunnerState, trainer: Trainer) -> dict:
+    """Run k's train side of a log line: counters, then the means over the chunk of every metric."""
+    episodes = max(float(totals["episodes"][k]), 1.0)
+    updates = float(totals["updates"][k])
+    record = {"env_steps": int(runners.env_steps[k]), "episodes": int(runners.episodes[k]),
+              "updates": int(runners.updates[k])}
+    record.update({f"train_{n}": float(totals[f"train_{n}"][k]) / episodes for n in EPISODE_METRICS})
+    record.update({n: float(v) for n, v in trainer.algorithm.status(runners.env_steps[k]).items()})
+    record.update({n: float(totals[f"update_{n}"][k]) / updates if updates else math.nan
+                   for n in trainer.metric_names})
+    return record
+
+
+def test_record(results: dict[str, dict], k: int) -> dict:
+    """Run k's test side: test_<metric> for the main policy, test_<metric>_<name> for the others."""
+    return {f"{metric}{'_' + name if name else ''}": float(values[k])
+            for name, metrics in results.items() for metric, values in metrics.items()}
+
+
+class Session:
+    def __init__(self, config, run_dir: Path, trainer: Trainer, store: CheckpointStore, loop: LoopState,
+                 clock: Clock, tensorboard: bool, on_checkpoint: Callable[[Path], None] | None,
+                 purge_steps: list[int] | None = None):
+        self.config = config
+        self.run_dir = run_dir
+        self.trainer = trainer
+        self.store = store
+        self.loop = loop
+        self.clock = clock
+        self.on_checkpoint = on_checkpoint
+        self.folders = seed_folders(run_dir, config)
+        purge_steps = purge_steps or [None] * len(self.folders)
+        self.logs = [MetricsLog(f, tensorboard, purge_step=p) for f, p in zip(self.folders, purge_steps, strict=True)]
+
+    def run(self, runners: RunnerState, progress: bool, first_test: bool) -> RunnerState:
+        bar = TrainingProgress(self.config, progress, start_steps=float(np.mean(np.asarray(runners.env_steps))))
+        try:
+            if first_test:
+                initial = [{"env_steps": 0, "episodes": 0, "updates": 0} for _ in self.folders]
+                bar.update(runners.env_steps, self.test_and_log(runners, initial)[""]["test_win_rate"])
+            while int(np.min(np.asarray(runners.env_steps))) < self.config.env_steps:
+                runners = self.train_one_chunk(runners, bar)
+            if self.loop.checkpoint_step != checkpoint_step(runners):
+                self.checkpoint(runners)
+            self.write_final_params(runners)
+        finally:
+            bar.close()
+            self.trainer.close()
+            for log in self.logs:
+                log.close()
+            self.store.close()
+        return runners
+
+    def train_one_chunk(self, runners: RunnerState, bar: TrainingProgress) -> RunnerState:
+        """Train to the next test point, then guard, test, log and (when due) checkpoint."""
+        stop_steps, stop_episodes = next_stop(self.config, runners)
+        runners, totals = self.trainer.train_runs_until(runners, stop_steps, stop_episodes)
+        totals = jax.device_get(totals)
+        self.stop_if_not_finite(runners, totals)
+        records = [chunk_record(totals, k, runners, self.trainer) for k in range(self.config.num_seeds)]
+        bar.update(runners.env_steps, self.test_and_log(runners, records)[""]["test_win_rate"])
+        if checkpoint_due(self.config, self.loop.checkpoint_step, checkpoint_step(runners)):
+            self.checkpoint(runners)
+        return runners
+
+    def test_and_log(self, runners: RunnerState, train_records: list[dict]) -> dict:
+        config, loop = self.config, self.loop
+        results = jax.device_get(self.trainer.evaluate_runs(runners.alg, evaluation_keys(config, loop.test_index)))
+        loop.test_index += 1
+        wall = self.clock.seconds()
+        for k in range(config.num_seeds):
+            steps = int(runners.env_steps[k])
+            if steps == loop.last_logged[k]:
+                continue  # this run already reached its budget; nothing new to log
+            loop.last_logged[k] = steps
+            record = {**train_records[k], **test_record(results, k), "wall_seconds": round(wall, 3),
+                      "env_steps_per_second": steps / wall if wall > 0 else 0.0}
+            self.logs[k].write(record)
+            loop.history[k].append(record)
+        return results
+
+    def stop_if_not_finite(self, runners: RunnerState, totals) -> None:
+        """The NaN guard: stop before a non-finite metric or parameter reaches a test, a log or a checkpoint."""
+        params_finite = np.asarray(finite_runs(runners.alg))
+        metrics_finite = {n: np.isfinite(np.asarray(totals[f"update_{n}"])) for n in self.trainer.metric_names}
+        for k in range(self.config.num_seeds):
+            bad = [n for n, ok in metrics_finite.items() if not ok[k]] + ([] if params_finite[k] else ["parameters"])
+            if not bad:
+                continue
+            step = self.loop.checkpoint_step
+            last = self.store.path(step) if step is not None else "none (no checkpoint was written yet)"
+            raise NonFiniteError(
+                f"non-finite {' and '.join(bad)} at env step {int(runners.env_steps[k]):,} "
+                f"(run {k}, seed {self.config.seed + k}); last good checkpoint: {last}"
+            )
+
+    def checkpoint(self, runners: RunnerState) -> None:
+        step = checkpoint_step(runners)
+        self.loop.checkpoint_step = step
+        self.loop.wall_seconds = self.clock.seconds()
+        host = {"config": self.config.to_dict(), "loop": self.loop.to_dict()}
+        path = self.store.save(step, runners, host, self.config.save_replay)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(path)
+
+    def write_final_params(self, runners: RunnerState) -> None:
+        for k, folder in enumerate(self.folders):
+            saved = self.trainer.algorithm.saved_parameters(jax.device_get(run_slice(runners.alg, k)))
+            for name, tree in saved.items():
+                write_atomic(folder / parameter_file(name), serialization.to_bytes(tree))

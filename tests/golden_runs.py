@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from flax import serialization
-from jax.tree_util import tree_flatten_with_path, keystr
+from jax.tree_util import keystr, tree_flatten_with_path
 
 GOLDEN = Path(__file__).parent / "golden"
 WALL_CLOCK = ("wall_seconds", "env_steps_per_second")  # the only fields that differ between two runs

@@ -9,9 +9,9 @@ import numpy as np
 import optax
 import pytest
 
+from qmix.algorithms.value_decomposition.algorithm import Params, ValueDecompositionState
 from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER, CheckpointError, CheckpointStore
-from qmix.learn.learner import LearnerState, Params
-from qmix.learn.train import RunnerState
+from qmix.learn.loop import RunnerState
 
 SETTINGS = {"map": "3m", "lr": 0.001, "env_steps": 600}
 
@@ -25,17 +25,17 @@ def small_runners(value: float) -> RunnerState:
     params = Params(agent={"params": {"w": full((3, 2))}}, mixer={"params": {"b": full((2,))}})
     target = Params(agent={"params": {"w": full((3, 2)) - 1}}, mixer={"params": {"b": full((2,)) - 1}})
     adam = optax.ScaleByAdamState(count=full((), jnp.int32), mu=params, nu=target)
-    learner = LearnerState(params, target, (optax.EmptyState(), adam), full((), jnp.int32))
+    alg = ValueDecompositionState(params, target, (optax.EmptyState(), adam), full((), jnp.int32))
     # flashbax keeps its write index weakly typed, as here
     replay = {"obs": full((4, 5)), "filled": full((4,), bool), "current_index": jax.lax.full((1,), int(value))}
     return RunnerState(
-        learner=learner,
+        alg=alg,
         replay=replay,
         key=jax.random.split(jax.random.PRNGKey(int(value)), 1),
         env_steps=full((), jnp.int32),
         episodes=full((), jnp.int32),
+        updates=full((), jnp.int32),
         update_credit=full(()) / 3,
-        last_target_update_episode=full((), jnp.int32),
     )
 
 
@@ -92,7 +92,7 @@ def test_without_the_replay_the_restored_replay_is_the_fresh_one(tmp_path):
     restored = restore(tmp_path)
     assert not restored.replay_restored
     assert_same_tree(restored.runners.replay, small_runners(0).replay)
-    assert_same_tree(restored.runners.learner, small_runners(100).learner)
+    assert_same_tree(restored.runners.alg, small_runners(100).alg)
 
 
 def test_only_the_last_keep_checkpoints_stay(tmp_path):
@@ -157,14 +157,24 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path):
     store.close()
 
 
-def test_a_setting_added_after_the_checkpoint_is_no_change_at_its_default(tmp_path):
-    """Checkpoints written before the library grew a setting resume while that setting keeps its default."""
+def test_a_setting_the_checkpoint_does_not_name_is_a_change(tmp_path):
     save_steps(tmp_path, [100])
     store = CheckpointStore(tmp_path, 2, create=False)
-    newer = {**SETTINGS, "lr_anneal_updates": 0}  # not in SETTINGS, so not in the saved checkpoint
-    assert store.restore_latest(lambda: small_runners(0), fresh_replay, newer).step == 100
-    with pytest.raises(CheckpointError, match="other settings.*lr_anneal_updates: None in the checkpoint, 500 now"):
-        store.restore_latest(lambda: small_runners(0), fresh_replay, {**SETTINGS, "lr_anneal_updates": 500})
+    with pytest.raises(CheckpointError, match="other settings.*lr_schedule: None in the checkpoint, 'constant' now"):
+        store.restore_latest(lambda: small_runners(0), fresh_replay, {**SETTINGS, "lr_schedule": "constant"})
+    store.close()
+
+
+def test_a_checkpoint_of_an_earlier_format_gets_one_line_naming_it(tmp_path):
+    save_steps(tmp_path, [100])
+    store = CheckpointStore(tmp_path, 2)
+    host_file = store.path(100) / "host" / "metadata"  # orbax keeps a JSON item in this file
+    saved = json.loads(host_file.read_text())
+    host_file.write_text(json.dumps({**saved, "format": 1}))
+    store._mark_complete(100)  # a whole, verified checkpoint, only older
+    with pytest.raises(CheckpointError, match=r"has format 1 \(written by an earlier version of qmix\); this "
+                                              r"version reads format 2"):
+        store.restore_latest(lambda: small_runners(0), fresh_replay, SETTINGS)
     store.close()
 
 

@@ -62,7 +62,7 @@ def runs_to_resume(tmp_path):
 BAD_INPUTS = [
     # (argv, words the message must contain)
     (["train", "lrr=0.1"], ["unknown setting 'lrr'", "did you mean 'lr'"]),
-    (["train", "lr=-1"], ["lr must be positive", "-1"]),
+    (["train", "lr=-1"], ["lr must be a positive", "-1"]),
     (["train", "epsilon_start=1.5"], ["epsilon_start", "[0, 1]"]),
     (["train", "epsilon_finish=-0.1"], ["epsilon_finish", "[0, 1]"]),
     (["train", "batch_size=64", "buffer_size_episodes=32"], ["batch_size", "larger than the replay"]),

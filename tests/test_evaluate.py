@@ -11,13 +11,13 @@ from flax import serialization
 from qmix import evaluate as evaluation
 from qmix.config import ConfigError, build_config, config_to_yaml
 from qmix.envs.heuristic import wilson_interval
-from qmix.learn.train import Trainer
-from qmix.run import seed_folders
+from qmix.learn.loop import Trainer
+from qmix.run_folder import seed_folders
 
 
 def fixed_choice_params(trainer, action: int, key: int = 0):
     """Parameters whose agents always prefer `action`: zero output weights, a bias of 1 on that action."""
-    params = trainer.learner.init(jax.random.PRNGKey(key)).params
+    params = trainer.algorithm.init(jax.random.PRNGKey(key)).params
     q_layer = params.agent["params"]["q"]
     bias = jnp.zeros_like(q_layer["bias"]).at[action].set(1.0)
     agent = {"params": {**params.agent["params"], "q": {"kernel": jnp.zeros_like(q_layer["kernel"]), "bias": bias}}}
@@ -70,7 +70,7 @@ def test_smax_episodes_cut_by_the_time_limit_count_as_time_limit(tmp_path, monke
 def test_the_same_seed_plays_the_same_games_and_another_seed_other_ones(tmp_path):
     config = build_config(preset="default", map="3m")
     trainer = Trainer(config)
-    write_run(tmp_path / "run", config, [trainer.learner.init(jax.random.PRNGKey(7)).params])
+    write_run(tmp_path / "run", config, [trainer.algorithm.init(jax.random.PRNGKey(7)).params])
     first = evaluation.evaluate_run(tmp_path / "run", episodes=24, seed=3, write=False).runs[0]
     again = evaluation.evaluate_run(tmp_path / "run", episodes=24, seed=3, write=False).runs[0]
     other = evaluation.evaluate_run(tmp_path / "run", episodes=24, seed=4, write=False).runs[0]
@@ -116,7 +116,7 @@ def test_render_refuses_what_it_cannot_draw_in_one_line(tmp_path, two_step_confi
     with pytest.raises(ConfigError, match="draws SMAX maps"):
         render_run(tmp_path / "run")
     config = build_config(preset="default", map="3m")
-    write_run(tmp_path / "smax", config, [Trainer(config).learner.init(jax.random.PRNGKey(0)).params])
+    write_run(tmp_path / "smax", config, [Trainer(config).algorithm.init(jax.random.PRNGKey(0)).params])
     with pytest.raises(ConfigError, match="--out must name a .gif file"):
         render_run(tmp_path / "smax", tmp_path / "episode.mp4")
     with pytest.raises(ConfigError, match="--run must be between 0 and 0"):

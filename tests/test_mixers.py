@@ -1,27 +1,46 @@
 """The mixer family: monotonicity, consistency of argmaxes (IGM), and each ablation's defining property."""
 
 import itertools
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qmix.nets.mixers import MIXERS, make_mixer, mixer_outputs
+from qmix.nets.mixers import MIXERS, MixerInput, mixer_outputs
 
-MONOTONIC = ["qmix", "qmix_lin", "qmix_ns", "vdn", "vdn_s"]
+# every registered mixer that declares itself monotonic and mixes into one Q_tot
+MONOTONIC = [e.name for e in MIXERS if e.monotonic and not e.facts.get("per_agent", False)]
 STATE_DIM = 6
 
 
+def mixer_input(chosen_qs, state):
+    """Only the chosen utilities and the state (one action per agent, action 0)."""
+    return MixerInput(chosen_qs, chosen_qs[..., None], jnp.zeros(chosen_qs.shape, jnp.int32), state)
+
+
+class Mixer:
+    """A registered mixer applied to (chosen utilities, state)."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def apply(self, params, chosen_qs, state):
+        return self.module.apply(params, mixer_input(chosen_qs, state))
+
+
 def init_mixer(name, n_agents, key, layers=2):
-    mixer = make_mixer(name, embed_dim=8, hypernet_layers=layers, hypernet_embed_dim=16)
-    params = mixer.init(key, jnp.zeros((n_agents,)), jnp.zeros((STATE_DIM,)))
-    return mixer, params
+    settings = SimpleNamespace(mixing_embed_dim=8, hypernet_layers=layers, hypernet_embed_dim=16)
+    module = MIXERS.get(name)(settings)
+    params = module.init(key, mixer_input(jnp.zeros((n_agents,)), jnp.zeros((STATE_DIM,))))
+    return Mixer(module), params
 
 
 def test_registry_has_every_mixer():
-    assert set(MIXERS) == {"none", "vdn", "vdn_s", "qmix", "qmix_ns", "qmix_lin"}
+    assert MIXERS.names() == ["qmix", "vdn", "none", "qmix_ns", "qmix_lin", "vdn_s"]
     assert mixer_outputs("none", 4) == 4 and mixer_outputs("qmix", 4) == 1
+    assert set(MONOTONIC) == {"vdn", "vdn_s", "qmix", "qmix_ns", "qmix_lin"}
 
 
 @pytest.mark.parametrize("name", MONOTONIC)
@@ -108,8 +127,9 @@ def test_qmix_lin_is_linear_in_the_utilities():
 
 
 def test_state_last_action_appends_every_agents_previous_action_one_hot():
+    from qmix.algorithms import make_algorithm
     from qmix.config import ConfigError, build_config
-    from qmix.learn.learner import EnvSpec, Episodes, Learner
+    from qmix.learn.episodes import EnvSpec, Episodes
 
     spec = EnvSpec(n_agents=2, n_actions=3, obs_dim=1, state_dim=2, episode_limit=2)
     state = jnp.array([[[10.0, 11.0], [20.0, 21.0], [30.0, 31.0]]])  # [B=1, T+1=3, S=2]
@@ -119,7 +139,7 @@ def test_state_last_action_appends_every_agents_previous_action_one_hot():
         rewards=jnp.zeros((1, 2)), terminated=jnp.array([[False, True]]), truncated=jnp.zeros((1, 2), bool),
         filled=jnp.ones((1, 2), bool),
     )
-    learner = Learner(build_config(preset="default", state_last_action=True), spec)
+    learner = make_algorithm(build_config(preset="default", state_last_action=True), spec)
     # By hand: slot 0 has no previous action; slot t holds the one-hot actions of step t-1, agent by agent
     np.testing.assert_array_equal(np.asarray(learner.mixer_states(episodes)), [[
         [10, 11, 0, 0, 0, 0, 0, 0],
@@ -129,7 +149,7 @@ def test_state_last_action_appends_every_agents_previous_action_one_hot():
     params = learner.init(jax.random.PRNGKey(0)).params
     loss, _ = learner.loss(params, params, episodes)  # the mixer takes the wider state
     assert np.isfinite(float(loss))
-    plain = Learner(build_config(preset="default"), spec)
+    plain = make_algorithm(build_config(preset="default"), spec)
     assert plain.mixer_states(episodes) is episodes.state  # off (the default): the bare state, as before
     with pytest.raises(ConfigError, match="state_last_action is for the StarCraft maps"):
         build_config(preset="two_step", state_last_action=True)

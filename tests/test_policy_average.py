@@ -1,4 +1,4 @@
-"""policy_average_tau: an exponential moving average of the agent network, tested and saved beside the run."""
+"""average_policy: an exponential moving average of the agent network, tested and saved beside the run."""
 
 import dataclasses
 import json
@@ -9,22 +9,24 @@ import pytest
 
 from qmix import evaluate as evaluation
 from qmix.config import ConfigError, build_config
-from qmix.learn.learner import AveragingLearnerState, LearnerState
+from qmix.learn.loop import Trainer
 from qmix.learn.rollout import run_episodes
-from qmix.learn.train import Trainer
-from qmix.run import AVERAGED_AGENT_FILE, seed_folders, train
+from qmix.run import train
+from qmix.run_folder import AVERAGED_AGENT_FILE, seed_folders
 
 
 def random_episodes(trainer, key, n_episodes=8):
     """Whole episodes of the two-step game played at random: a batch for the learner."""
-    params = trainer.learner.init(jax.random.PRNGKey(1)).params
-    episodes, _ = run_episodes(trainer.learner, trainer.env, params.agent, key, n_episodes, 1.0)
+    algorithm = trainer.algorithm
+    params = algorithm.init(jax.random.PRNGKey(1)).params
+    policy = algorithm.greedy(params.agent).replace(epsilon=1.0)  # every action at random
+    episodes, _ = run_episodes(algorithm, trainer.env, policy, key, n_episodes)
     return episodes
 
 
 def test_the_average_moves_a_quarter_of_the_way_to_the_online_network_after_each_update():
-    trainer = Trainer(build_config(preset="two_step", policy_average_tau=0.25))
-    learner = trainer.learner
+    trainer = Trainer(build_config(preset="two_step", average_policy=True, policy_average_tau=0.25))
+    learner = trainer.algorithm
     state = learner.init(jax.random.PRNGKey(0))
     online = [state.params.agent]
     for i in range(2):
@@ -39,20 +41,20 @@ def test_the_average_moves_a_quarter_of_the_way_to_the_online_network_after_each
     assert jax.tree.leaves(state.params.mixer)  # the mixer is trained as usual and not averaged
 
 
-def test_averaging_off_keeps_the_learner_state_and_so_old_checkpoints_as_they_were():
-    state = Trainer(build_config(preset="two_step")).learner.init(jax.random.PRNGKey(0))
-    # The four fields checkpoints of runs without averaging have always held, and nothing else
-    assert type(state) is LearnerState
-    assert [f.name for f in dataclasses.fields(state)] == ["params", "target_params", "opt_state", "updates"]
-    averaging = Trainer(build_config(preset="two_step", policy_average_tau=0.1)).learner.init(jax.random.PRNGKey(0))
-    assert isinstance(averaging, AveragingLearnerState)
+def test_averaging_off_keeps_no_average_and_on_starts_it_at_the_online_network():
+    state = Trainer(build_config(preset="two_step")).algorithm.init(jax.random.PRNGKey(0))
+    assert state.average_agent is None
+    assert [f.name for f in dataclasses.fields(state)] == ["params", "target_params", "opt_state",
+                                                           "last_target_update_episode", "average_agent"]
+    averaging = Trainer(build_config(preset="two_step", average_policy=True,
+                                     policy_average_tau=0.1)).algorithm.init(jax.random.PRNGKey(0))
     for got, want in zip(jax.tree.leaves(averaging.average_agent), jax.tree.leaves(averaging.params.agent), strict=True):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # the average starts at the online network
 
 
 def test_a_run_logs_paired_tests_of_the_average_and_evaluate_plays_it(tmp_path):
     config = build_config(preset="two_step", num_seeds=2, env_steps=400, checkpoint_interval_env_steps=200,
-                          test_interval_episodes=100, policy_average_tau=0.05)
+                          test_interval_episodes=100, average_policy=True, policy_average_tau=0.05)
     train(config, tmp_path / "run", progress=False, tensorboard=False)
     for folder in seed_folders(tmp_path / "run", config):
         records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
@@ -74,7 +76,7 @@ def test_a_run_logs_paired_tests_of_the_average_and_evaluate_plays_it(tmp_path):
 def test_averaged_evaluation_of_a_run_without_an_average_and_a_bad_weight_are_clear_errors(tmp_path):
     config = build_config(preset="two_step", env_steps=200, test_interval_episodes=100)
     train(config, tmp_path / "run", progress=False, tensorboard=False)
-    with pytest.raises(ConfigError, match="kept no averaged agent network .*policy_average_tau=0.005"):
+    with pytest.raises(ConfigError, match="kept no averaged agent network .*average_policy=true"):
         evaluation.evaluate_run(tmp_path / "run", averaged=True)
     with pytest.raises(ConfigError, match=r"policy_average_tau must be in \[0, 1\], got 1.5"):
         build_config(preset="two_step", policy_average_tau=1.5)

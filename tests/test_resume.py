@@ -15,16 +15,19 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import yaml
 from jax.experimental.compilation_cache import compilation_cache
 
 from qmix import cli
+from qmix.algorithms.value_decomposition.algorithm import Params, ValueDecompositionState
 from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
 from qmix.config import build_config
-from qmix.learn.learner import LearnerState, Params
-from qmix.learn.train import Trainer
-from qmix.run import WALL_CLOCK_FIELDS, NonFiniteError, finite_runs, resume, train
+from qmix.errors import NonFiniteError
+from qmix.learn.loop import Trainer
+from qmix.run import WALL_CLOCK_FIELDS, resume, train
+from qmix.session import finite_runs
 
 # About 36 episodes of 3m; the replay (16 episodes) wraps around, the target network is copied three times,
 # and checkpoints fall at roughly 200 and 400 env steps and at the end.
@@ -180,14 +183,15 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(uninterru
     poisoned = Trainer(config)
     poisoned.init_runs = trainer.init_runs  # only the learner update is poisoned: reuse the compiled rest
     poisoned.evaluate_runs = trainer.evaluate_runs
-    clean_update = poisoned.learner._update
+    clean_update = poisoned.algorithm._update
 
     def update_with_nan_loss(state, batch):
         new_state, metrics_ = clean_update(state, batch)
-        loss = jnp.where(state.updates >= poison_from_update, jnp.nan, metrics_["loss"])
+        updates_done = optax.tree_utils.tree_get_all_with_path(state.opt_state, "count")[0][1]
+        loss = jnp.where(updates_done >= poison_from_update, jnp.nan, metrics_["loss"])
         return new_state, {**metrics_, "loss": loss}
 
-    poisoned.learner._update = update_with_nan_loss
+    poisoned.algorithm._update = update_with_nan_loss
     run_dir = tmp_path / "run"
     with pytest.raises(NonFiniteError) as error:
         train(config, run_dir, trainer=poisoned, **QUIET)
@@ -207,7 +211,7 @@ def test_the_guard_checks_every_parameter_of_every_run():
     def params(value):
         return Params(agent={"w": jnp.full((2, 3), value)}, mixer={"b": jnp.ones((2, 1))})
 
-    state = LearnerState(params(1.0), params(1.0), (), jnp.zeros((2,), jnp.int32))
+    state = ValueDecompositionState(params(1.0), params(1.0), (), jnp.zeros((2,), jnp.int32))
     assert np.asarray(finite_runs(state)).tolist() == [True, True]
     broken = state.replace(target_params=Params(agent={"w": jnp.array([[1.0, 1, 1], [1, jnp.inf, 1]])},
                                                 mixer={"b": jnp.ones((2, 1))}))

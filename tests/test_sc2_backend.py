@@ -11,14 +11,16 @@ import dataclasses
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qmix.config import Config, ConfigError, build_config
+from qmix.algorithms import make_algorithm
+from qmix.config import ConfigError, build_config
 from qmix.envs import make_env, sc2
 from qmix.envs.two_step import TwoStepGame
+from qmix.learn.episodes import EnvSpec
 from qmix.learn.host_rollout import HostRollout
-from qmix.learn.learner import EnvSpec, Learner
 from qmix.run import train
 from test_cli import run_cli
 
@@ -112,13 +114,13 @@ def test_time_limit_is_a_truncation_and_a_win_a_termination():
 
 def test_host_rollout_pads_flags_and_never_takes_an_unavailable_action():
     """Two runs x two envs of the countdown: every episode is 3 steps, truncated at the last one."""
-    config = Config(map="countdown", backend="sc2", num_envs=2, num_seeds=2)
-    spec = EnvSpec(2, 3, 1, 2, 3)
-    learner = Learner(config, spec)
-    params = jax.vmap(learner.init)(jax.random.split(jax.random.PRNGKey(0), 2)).params.agent
-    rollout = HostRollout(learner, lambda: sc2.SC2Env("countdown", smac_env_class=SmacCountdown), 2, 2)
+    config = build_config(map="countdown", backend="sc2", num_envs=2, num_seeds=2)
+    algorithm = make_algorithm(config, EnvSpec(2, 3, 1, 2, 3))
+    states = jax.vmap(algorithm.init)(jax.random.split(jax.random.PRNGKey(0), 2))
+    policies = jax.vmap(algorithm.acting_policy)(states, jnp.zeros(2, jnp.int32))  # epsilon 1 at the start
+    rollout = HostRollout(algorithm, lambda: sc2.SC2Env("countdown", smac_env_class=SmacCountdown), 2, 2)
     keys = jax.random.split(jax.random.PRNGKey(1), 2)
-    episodes, stats = rollout.run(params, keys, np.array([1.0, 1.0], np.float32), np.array([True, False]))
+    episodes, stats = rollout.run(policies, keys, np.array([True, False]))
     # run 0 played; run 1 was inactive and is all padding
     assert episodes.filled[0].tolist() == [[True] * 3] * 2 and not episodes.filled[1].any()
     assert episodes.truncated[0].tolist() == [[False, False, True]] * 2 and not episodes.terminated.any()
@@ -151,7 +153,7 @@ def test_missing_game_is_one_clear_line(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "settings, words",
-    [({"map": "two_step"}, "two-step"), ({"reward": "smax"}, "reward"), ({"episode_limit": 50}, "episode limit"),
+    [({"map": "two_step"}, "two-step"), ({"reward": "smax"}, "reward"), ({"episode_limit": 50}, "unknown setting 'episode_limit'"),
      ({"backend": "sc3"}, "unknown backend")],
 )
 def test_settings_the_sc2_backend_cannot_honour(settings, words):
@@ -163,7 +165,7 @@ def test_settings_the_sc2_backend_cannot_honour(settings, words):
 def test_reward_setting_reaches_smac(monkeypatch, reward, only_positive):
     monkeypatch.setattr(sc2, "load_smac_env_class", lambda: SmacTwoStep)
     monkeypatch.setattr(sc2, "check_game_installed", lambda: None)
-    env = make_env("3m", reward=reward, backend="sc2")
+    env = make_env(build_config(map="3m", backend="sc2", reward=reward))
     assert env.game.reward_only_positive is only_positive
 
 
@@ -184,7 +186,8 @@ def test_host_loop_trains_exactly_like_the_compiled_loop(tmp_path, monkeypatch):
         "agent": "rnn", "obs_last_action": "true", "double_q": "true", "td_lambda": "0.5",
         "test_interval_episodes": "0",
     })
-    host = dataclasses.replace(compiled, backend="sc2")  # two_step is not a SMAC map: built past validation
+    # two_step is not a SMAC map: built past validation
+    host = dataclasses.replace(compiled, backend="sc2", environment=sc2.Sc2Settings())
     train(compiled, tmp_path / "compiled", progress=False, tensorboard=False)
     train(host, tmp_path / "host", progress=False, tensorboard=False)
     for seed in ("seed_0", "seed_1"):

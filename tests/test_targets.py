@@ -5,9 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qmix.config import Config
+from qmix.algorithms import make_algorithm
+from qmix.config import build_config
 from qmix.learn import targets as td
-from qmix.learn.learner import EnvSpec, Episodes, Learner
+from qmix.learn.episodes import EnvSpec, Episodes
 
 f32 = jnp.float32
 
@@ -102,8 +103,8 @@ def random_episodes(key, batch=3):
 @pytest.mark.parametrize("double_q", [True, False])
 def test_learner_loss_aligns_t_and_t_plus_1(double_q):
     """The learner's loss equals a step-by-step recomputation with numpy (VDN, so mixing is a sum)."""
-    config = Config(alg="vdn", double_q=double_q, gamma=0.9, agent_hidden_dim=8)
-    learner = Learner(config, SPEC)
+    config = build_config(alg="vdn", double_q=double_q, gamma=0.9, agent_hidden_dim=8)
+    learner = make_algorithm(config, SPEC)
     state = learner.init(jax.random.PRNGKey(0))
     target = learner.init(jax.random.PRNGKey(1)).params  # a different target network
     batch = random_episodes(jax.random.PRNGKey(2))
@@ -129,13 +130,13 @@ def test_learner_loss_aligns_t_and_t_plus_1(double_q):
 
 
 def test_rnn_starts_every_episode_from_a_zero_hidden_state():
-    config = Config(alg="vdn", agent_hidden_dim=8)
-    learner = Learner(config, SPEC)
+    config = build_config(alg="vdn", agent_hidden_dim=8)
+    learner = make_algorithm(config, SPEC)
     params = learner.init(jax.random.PRNGKey(0)).params.agent
     batch = random_episodes(jax.random.PRNGKey(3))
     q = learner.unroll(params, batch)
     no_action = -jnp.ones((3, SPEC.n_agents), jnp.int32)
-    _, q0 = learner.act_values(params, learner.initial_hidden(3), batch.obs[:, 0], no_action)
+    _, q0 = learner.agent_values(params, learner.initial_hidden(3), batch.obs[:, 0], no_action)
     np.testing.assert_allclose(np.asarray(q[:, 0]), np.asarray(q0), rtol=1e-6)
     # each episode's values depend on its own history only
     q_first = learner.unroll(params, jax.tree.map(lambda x: x[:1], batch))
@@ -143,7 +144,7 @@ def test_rnn_starts_every_episode_from_a_zero_hidden_state():
 
 
 def test_cutting_a_batch_to_a_time_bucket_changes_nothing():
-    from qmix.learn.learner import time_buckets
+    from qmix.learn.episodes import time_buckets
 
     assert time_buckets(60, 4) == [15, 30, 45, 60]
     assert time_buckets(2, 4) == [1, 2]
@@ -151,7 +152,7 @@ def test_cutting_a_batch_to_a_time_bucket_changes_nothing():
     batch = batch.replace(filled=batch.filled.at[0, 3].set(False))  # longest episode: 3 steps
     results = []
     for buckets in (1, 4):
-        learner = Learner(Config(alg="qmix", time_buckets=buckets, agent_hidden_dim=8, td_lambda=0.6), SPEC)
+        learner = make_algorithm(build_config(alg="qmix", time_buckets=buckets, agent_hidden_dim=8, td_lambda=0.6), SPEC)
         state = learner.init(jax.random.PRNGKey(0))
         new_state, metrics = jax.jit(learner.update)(state, batch)
         results.append((float(metrics["loss"]), new_state.params))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import yaml
 
+from qmix.algorithms.value_decomposition.algorithm import make_optimizer
 from qmix.config import build_config
-from qmix.learn.learner import make_optimizer
-from qmix.learn.train import Trainer
+from qmix.learn.loop import Trainer
 from qmix.run import train
 
 TINY = dict(
@@ -110,7 +110,7 @@ def test_runs_start_without_a_batched_qr_and_equal_one_run_each():
     LAPACK QR, which could wait forever on XLA:CPU's 2-thread pool. Every QR must be of one matrix."""
     import jax
 
-    from qmix.learn.train import seed_keys
+    from qmix.learn.loop import seed_keys
 
     trainer = Trainer(build_config(preset="default", **{**TINY, "num_seeds": 3}))
     keys = seed_keys(0, 3)
@@ -119,7 +119,7 @@ def test_runs_start_without_a_batched_qr_and_equal_one_run_each():
     runs = trainer.init_runs(keys)
     for k in range(3):
         alone = trainer.init(keys[k])
-        for got, want in zip(jax.tree.leaves(runs.learner), jax.tree.leaves(alone.learner), strict=True):
+        for got, want in zip(jax.tree.leaves(runs.alg), jax.tree.leaves(alone.alg), strict=True):
             np.testing.assert_array_equal(np.asarray(got[k]), np.asarray(want))
         np.testing.assert_array_equal(np.asarray(runs.key[k]), np.asarray(alone.key))
 
@@ -127,8 +127,9 @@ def test_runs_start_without_a_batched_qr_and_equal_one_run_each():
 @pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
 def test_step_size_falls_linearly_then_stays(optimizer):
     config = build_config(preset="default", overrides=dict(
-        optimizer=optimizer, lr="0.001", lr_finish="0.0001", lr_anneal_updates="4", grad_norm_clip="0"))
-    opt = make_optimizer(config)
+        optimizer=optimizer, lr="0.001", lr_schedule="linear", lr_finish="0.0001", lr_anneal_updates="4",
+        grad_norm_clip="null"))
+    opt = make_optimizer(config.algorithm)
     params = jnp.zeros(())
     state = opt.init(params)
     steps = []
@@ -142,7 +143,7 @@ def test_step_size_falls_linearly_then_stays(optimizer):
         np.testing.assert_allclose(steps, expected, rtol=1e-4)
     else:  # RMSprop's scaling changes from step to step; the ratio to a constant-size twin is the schedule
         constant = make_optimizer(build_config(preset="default", overrides=dict(
-            optimizer=optimizer, lr="0.001", grad_norm_clip="0")))
+            optimizer=optimizer, lr="0.001", grad_norm_clip="null")).algorithm)
         state, reference = constant.init(params), []
         for _ in range(6):
             update, state = constant.update(jnp.ones(()), state, params)

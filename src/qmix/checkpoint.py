@@ -13,12 +13,9 @@ corrupted), is skipped in favour of the one before, with a warning.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,29 +28,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from qmix.errors import CheckpointError
+from qmix.files import write_atomic  # noqa: F401  (re-exported: the writer of every run file)
 from qmix.run_folder import CHECKPOINT_FOLDER
 
 MARKER = "qmix_complete.json"  # written last: a step folder without it was never finished
 FORMAT_VERSION = 2  # 2: the algorithm's own state in the runner (`alg`), settings owned by their modules
 # Settings that may differ between a checkpoint and the run resuming it (the budget can be extended).
 RESUMABLE_CHANGES = ("env_steps",)
-
-
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write to a temporary file beside `path`, then rename: readers never see half a file. The temporary
-    name is unique, so two processes writing the same file never touch each other's (the last rename wins)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -186,6 +167,7 @@ class CheckpointStore:
             "runner": ocp.args.StandardSave(runners.replace(replay=None)),
             "host": ocp.args.JsonSave({**host, "format": FORMAT_VERSION, "replay_saved": save_replay}),
         }
+        save_replay = save_replay and runners.replay is not None  # an on-policy run keeps no replay
         if save_replay:
             items["replay"] = ocp.args.StandardSave(runners.replay)
         with _quiet_orbax():

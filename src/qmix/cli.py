@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from qmix.config import ALGORITHMS, FIELDS, ConfigError, build_config, parse_overrides, preset_names
+from qmix.errors import NON_FINITE_EXIT_CODE, ConfigError, NonFiniteError
 
 app = typer.Typer(
     add_completion=False,
@@ -33,7 +33,7 @@ def fail(message: str, code: int = 2) -> None:
 def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="settings as key=value, e.g. lr=0.001")] = None,
     map: Annotated[str | None, typer.Option("--map", help="map name, e.g. 3m, 8m, 2s3z")] = None,
-    alg: Annotated[str | None, typer.Option("--alg", help=f"one of {', '.join(ALGORITHMS)}")] = None,
+    alg: Annotated[str | None, typer.Option("--alg", help="the algorithm (`qmix algs` lists them)")] = None,
     preset: Annotated[
         str | None, typer.Option(help="hyperparameter preset: default, pymarl, tuned, paper [default: default]")
     ] = None,
@@ -51,6 +51,8 @@ def train(
     ] = None,
 ) -> None:
     """Train QMIX (or a baseline) on a StarCraft micromanagement map; with no arguments, QMIX on 3m."""
+    from qmix.config import build_config, parse_overrides
+
     if resume is not None:
         refused = {"--preset": preset is not None, "--config": config_file is not None, "--out": out is not None,
                    "--force": force}
@@ -88,6 +90,8 @@ def _resume_training(run_dir: Path, overrides: list[str] | None, settings: dict,
         if given:
             fail(f"{flag} cannot be used with --resume: a resumed run keeps the settings in {run_dir}/config.yaml")
     changes = {key: value for key, value in settings.items() if value is not None}
+    from qmix.config import parse_overrides
+
     changes.update(parse_overrides(overrides or []))
     from qmix.run import resume as resume_run
 
@@ -102,10 +106,11 @@ def two_step(
     episodes: Annotated[int, typer.Option(help="training episodes (the paper: 5000)")] = 5000,
 ) -> None:
     """The paper's two-step game: learned Q_tot tables beside the paper's, and the greedy return."""
+    from qmix.algorithms import ALGORITHMS
+
     algs = alg or ["qmix", "vdn"]
     for name in algs:
-        if name not in ALGORITHMS:
-            fail(f"unknown algorithm '{name}': choose one of {', '.join(ALGORITHMS)}")
+        ALGORITHMS.entry(name)  # a one-line error for an unknown name
     if seeds < 1 or episodes < 1:
         fail("--seeds and --episodes must be at least 1")
     from qmix.two_step import main as two_step_main
@@ -160,10 +165,13 @@ def heuristic(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """The paper's heuristic baseline: attack the closest enemy until it dies; win rate with a 95% CI."""
-    from qmix.envs import list_environments
+    from qmix.envs import ENVIRONMENTS
 
-    if map not in list_environments() or map == "two_step":
-        fail(f"unknown map '{map}': choose one of {', '.join(m for m in list_environments() if m != 'two_step')}")
+    smax_maps = [e.name for e in ENVIRONMENTS if e.name != "two_step"]
+    if map not in smax_maps:
+        from qmix.registry import did_you_mean
+
+        fail(f"unknown map '{map}'{did_you_mean(map, smax_maps)}: choose one of {', '.join(smax_maps)}")
     if episodes < 1:
         fail("--episodes must be at least 1")
     from qmix.envs.heuristic import evaluate_heuristic
@@ -223,20 +231,44 @@ def reproduce(
 @app.command()
 def config(
     preset: Annotated[str, typer.Option(help="show this preset's resolved settings")] = DEFAULT_PRESET,
+    alg: Annotated[str | None, typer.Option("--alg", help="the algorithm whose settings to show")] = None,
+    map: Annotated[str | None, typer.Option("--map", help="the map whose settings to show")] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="settings as key=value")] = None,
 ) -> None:
-    """List every setting with its value under a preset (any of them can be set as key=value)."""
-    from qmix.config import config_to_yaml
+    """List the settings that apply to an algorithm on a map, with their values and docs (YAML)."""
+    from qmix.config import build_config, parse_overrides, preset_names
+    from qmix.settings import describe
 
-    typer.echo(f"# preset '{preset}' (presets: {', '.join(preset_names())}); {len(FIELDS)} settings")
-    typer.echo(config_to_yaml(build_config(preset=preset)))
+    resolved = build_config(preset=preset, alg=alg, map=map, overrides=parse_overrides(overrides or []))
+    lines = [f"# preset '{preset}' (presets: {', '.join(preset_names())}), --alg {resolved.alg}, --map {resolved.map}"]
+    for title, group in resolved.groups():
+        described = [(n, v, d) for n, v, d in describe(group) if n not in ("algorithm", "environment")]
+        lines.append(f"\n# --- {title} ({len(described)} settings) ---" if described else f"\n# --- {title}: none ---")
+        for name, value, doc in described:
+            lines.append(f"{name}: {_yaml_scalar(value)}  # {doc}")
+    typer.echo("\n".join(lines))
+
+
+def _yaml_scalar(value) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 @app.command()
 def maps() -> None:
-    """List the maps (SMAX, the paper's six included) and the two-step game."""
-    from qmix.envs import list_environments
+    """List the maps (SMAX, the paper's six first) and the two-step game, one line each."""
+    from qmix.envs import ENVIRONMENTS
 
-    typer.echo("\n".join(list_environments()))
+    typer.echo("\n".join(ENVIRONMENTS.describe()))
+
+
+@app.command()
+def algs() -> None:
+    """List the algorithms, one line each."""
+    from qmix.algorithms import ALGORITHMS
+
+    typer.echo("\n".join(ALGORITHMS.describe()))
 
 
 def main() -> None:
@@ -268,10 +300,7 @@ def main() -> None:
 
 def _stopped_run_exit_code(error: Exception) -> int | None:
     """A run the NaN guard stopped: its exit code (3); None for any other error."""
-    run = sys.modules.get("qmix.run")  # such an error can only come from qmix.run, so it is imported already
-    if run is not None and isinstance(error, run.NonFiniteError):
-        return run.NON_FINITE_EXIT_CODE
-    return None
+    return NON_FINITE_EXIT_CODE if isinstance(error, NonFiniteError) else None
 
 
 def _is_usage_error(error: Exception) -> bool:

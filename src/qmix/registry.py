@@ -7,7 +7,7 @@ names get a one-line ConfigError with the closest registered name.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -38,15 +38,31 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Named entries of one kind ("mixer", "algorithm", ...), in the order they were added."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, derive: Callable[[Registry[T]], None] | None = None):
+        """`derive(registry)`, if given, adds entries that follow from another registry (called before
+        every lookup, so entries added there later still appear here)."""
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
+        self._derive = derive
+        self._deriving = False
+
+    def _refresh(self) -> None:
+        if self._derive is not None and not self._deriving:
+            self._deriving = True  # `derive` may look names up here itself
+            try:
+                self._derive(self)
+            finally:
+                self._deriving = False
 
     def add(self, name: str, target: T, description: str, **facts: Any) -> T:
         if name in self._entries:
             raise ValueError(f"{self.kind} '{name}' is registered twice")
         self._entries[name] = Entry(name, target, description, facts)
         return target
+
+    def remove(self, name: str) -> None:
+        """Take an entry out again (a plug-in unloaded, or one registered by a test)."""
+        self._entries.pop(name, None)
 
     def register(self, name: str, description: str, **facts: Any):
         """Decorator form of `add`: `@MIXERS.register("qmix", "...")` above a class or function."""
@@ -57,6 +73,7 @@ class Registry(Generic[T]):
         return decorate
 
     def entry(self, name: str) -> Entry[T]:
+        self._refresh()
         if name not in self._entries:
             names = list(self._entries)
             raise ConfigError(
@@ -68,15 +85,19 @@ class Registry(Generic[T]):
         return self.entry(name).target
 
     def names(self) -> list[str]:
+        self._refresh()
         return list(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        self._refresh()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry[T]]:
-        return iter(self._entries.values())
+        self._refresh()
+        return iter(list(self._entries.values()))
 
     def describe(self) -> list[str]:
         """One line per entry: name and description, aligned."""
+        self._refresh()
         width = max((len(name) for name in self._entries), default=0)
         return [f"{e.name:<{width}}  {e.description}" for e in self]

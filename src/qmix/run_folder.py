@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from qmix.files import write_atomic
+
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_FOLDER = "tensorboard"
@@ -47,7 +49,6 @@ def seed_folders(run_dir: Path, config) -> list[Path]:
 
 
 def write_configs(run_dir: Path, config) -> None:
-    from qmix.checkpoint import write_atomic
     from qmix.config import config_to_yaml
 
     write_atomic(run_dir / CONFIG_FILE, config_to_yaml(config))
@@ -59,8 +60,6 @@ def write_configs(run_dir: Path, config) -> None:
 
 def drop_records_after(path: Path, env_steps: int) -> None:
     """Keep only the log lines up to `env_steps` (those a checkpoint already covers); rewrite atomically."""
-    from qmix.checkpoint import write_atomic
-
     if not path.is_file():
         return
     kept = []

@@ -66,8 +66,10 @@ def evaluation_keys(config, test_index: int) -> jax.Array:
 @jax.jit
 def finite_runs(tree) -> jax.Array:
     """[S] bool: every floating-point array of run k (leading axis) in `tree` is finite."""
-    checks = [jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1)
-              for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    leaves = jax.tree.leaves(tree)
+    checks = [jnp.isfinite(x).reshape(x.shape[0], -1).all(axis=1) for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+    if not checks:  # nothing that can stop being finite
+        return jnp.ones((leaves[0].shape[0],), bool)
     return jnp.stack(checks).all(axis=0)
 
 

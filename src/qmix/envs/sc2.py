@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from qmix.errors import ConfigError
-from qmix.settings import check_choices, setting
+from qmix.settings import check, check_choices, setting
 
 INSTALL_HINT = (
     "install the StarCraft Multi-Agent Challenge package with "
@@ -66,6 +66,7 @@ class Sc2Settings:
 
     def validate(self, config) -> None:
         check_choices(self)
+        check(config.map != "two_step", "the two-step game has no StarCraft II version; drop backend=sc2")
 
 
 def make_sc2(name: str, settings: Sc2Settings, seed: int = 0) -> SC2Env:

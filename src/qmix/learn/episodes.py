@@ -57,6 +57,7 @@ class Episodes:
         )
 
 
+SEED_AXIS = "seeds"  # the vmapped axis of independent runs trained side by side
 EPISODE_METRICS = ("return", "win_rate", "length")  # EpisodeStats.metrics() by name
 
 
@@ -71,6 +72,11 @@ class EpisodeStats:
     def metrics(self) -> dict[str, jax.Array]:
         """Per-episode numbers by name (the loop logs their means as train_<name> and test_<name>)."""
         return dict(zip(EPISODE_METRICS, (self.returns, self.won, self.lengths), strict=True))
+
+
+def evaluation_metrics(stats: EpisodeStats) -> dict:
+    """Greedy test episodes [..., episodes] -> the mean of each per-episode number, test_<name>."""
+    return {f"test_{name}": value.mean(axis=-1) for name, value in stats.metrics().items()}
 
 
 def previous_actions(episodes: Episodes) -> jax.Array:

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from qmix.envs import make_env
+from qmix.learn.episodes import SEED_AXIS, evaluation_metrics
 from qmix.learn.host_rollout import HostRollout
-from qmix.learn.loop import SEED_AXIS, evaluation_metrics
 
 
 class HostLoop:

@@ -1,8 +1,9 @@
 """The compiled training loop: collect -> store -> update -> bookkeeping, seeds side by side.
 
-One iteration: every environment plays one whole episode with the algorithm's exploring policy, the
-episodes go into the replay, the algorithm makes `updates_per_episode` updates per collected episode
-(fractions carry over) on sampled batches, then does its per-iteration bookkeeping. `train_runs_until`
+One iteration: every environment plays one whole episode with the algorithm's exploring policy; an
+off-policy algorithm's episodes go into the replay and it makes `updates_per_episode` updates per
+collected episode (fractions carry over) on sampled batches, an on-policy one makes one update on the
+episodes just collected; then the algorithm does its per-iteration bookkeeping. `train_runs_until`
 repeats iterations inside one `lax.while_loop` until a test point or the budget; the host only touches
 logging, tests and checkpoints between those chunks. Every function is written for one run and vmapped
 over a leading seed axis S. The loop knows nothing of mixers, exploration or target networks: whatever
@@ -25,11 +26,17 @@ from flax import struct
 
 from qmix.algorithms import make_algorithm
 from qmix.envs import make_env
-from qmix.learn.episodes import EPISODE_METRICS, EnvSpec, Episodes, EpisodeStats
+from qmix.learn.episodes import (
+    EPISODE_METRICS,
+    SEED_AXIS,
+    EnvSpec,
+    Episodes,
+    EpisodeStats,
+    evaluation_metrics,
+)
 from qmix.learn.rollout import run_episodes
 from qmix.learn.write_back import keep_if_inactive, store
 
-SEED_AXIS = "seeds"  # the vmapped axis of independent runs
 Totals = dict[str, jax.Array]  # sums over a chunk: "episodes", "updates", "train_<name>", "update_<name>"
 
 
@@ -46,11 +53,6 @@ class RunnerState:
     update_credit: jax.Array  # [] float32, updates owed but not yet made (fractions carry over)
 
 
-def evaluation_metrics(stats: EpisodeStats) -> dict:
-    """Greedy test episodes [..., episodes] -> the mean of each per-episode number, test_<name>."""
-    return {f"test_{name}": value.mean(axis=-1) for name, value in stats.metrics().items()}
-
-
 class Trainer:
     """Builds the environment, algorithm and replay for a config and compiles the loop's pieces."""
 
@@ -64,15 +66,21 @@ class Trainer:
                                            sample_batch_size=config.batch_size, add_batches=True)
 
     # ----- one run -----
+    def init(self, key: jax.Array) -> RunnerState:
+        alg_key, key = jax.random.split(key)
+        return self.new_runner(self.algorithm.init(alg_key), key)
+
     def new_runner(self, alg_state: Any, key: jax.Array) -> RunnerState:
         zero = jnp.zeros((), jnp.int32)
-        return RunnerState(alg=alg_state, replay=self.buffer.init(self.algorithm.example_item()), key=key,
+        replay = self.buffer.init(self.algorithm.example_item()) if self.algorithm.uses_replay else None
+        return RunnerState(alg=alg_state, replay=replay, key=key,
                            env_steps=zero, episodes=zero, updates=zero, update_credit=jnp.zeros((), jnp.float32))
 
     @cached_property
     def metric_names(self) -> list[str]:
         """What an update reports, read off its output shapes (nothing is computed)."""
-        example = jax.tree.map(lambda x: x[None].repeat(self.config.batch_size, 0), self.algorithm.example_item())
+        batch = self.config.batch_size if self.algorithm.uses_replay else self.config.num_envs
+        example = jax.tree.map(lambda x: x[None].repeat(batch, 0), self.algorithm.example_item())
         state = jax.eval_shape(self.algorithm.init, jax.random.PRNGKey(0))
         return list(jax.eval_shape(self.algorithm.update, state, example)[1])
 
@@ -112,9 +120,7 @@ class Trainer:
 
         def update(alg_state, totals, batch):
             alg_state, metrics = self.algorithm.update(alg_state, batch, axis_name=SEED_AXIS)
-            totals = {**totals, "updates": totals["updates"] + 1,
-                      **{f"update_{n}": totals[f"update_{n}"] + v for n, v in metrics.items()}}
-            return alg_state, totals
+            return alg_state, _add_update(totals, metrics)
 
         def maybe_update(carry, indexed_batch):
             index, batch = indexed_batch
@@ -131,25 +137,31 @@ class Trainer:
         c = self.config
         start, start_totals = runner, totals
         key, _ = jax.random.split(runner.key)
-        runner = runner.replace(
-            replay=store(self.buffer, runner.replay, episodes, active, c.buffer_size_episodes),
-            key=key,
-            env_steps=runner.env_steps + stats.lengths.sum(),
-            episodes=runner.episodes + c.num_envs,
-        )
+        runner = runner.replace(key=key, env_steps=runner.env_steps + stats.lengths.sum(),
+                                episodes=runner.episodes + c.num_envs)
         totals = {**totals, "episodes": totals["episodes"] + c.num_envs,
                   **{f"train_{n}": totals[f"train_{n}"] + v.sum() for n, v in stats.metrics().items()}}
-        # Updates owed per collected episode; none until the replay holds a full batch (as PyMARL).
-        can_learn = self.buffer.can_sample(runner.replay)
-        credit = runner.update_credit + c.num_envs * c.updates_per_episode
-        n_updates = jnp.where(can_learn, jnp.floor(credit), 0.0).astype(jnp.int32)
-        runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
-        runner, totals = self._learn(runner, n_updates, totals)
+        if self.algorithm.uses_replay:
+            runner, totals = self._store_and_learn(runner, totals, active, episodes)
+        else:  # on-policy: one update on the episodes just collected
+            alg_state, metrics = self.algorithm.update(runner.alg, episodes, axis_name=SEED_AXIS)
+            runner = runner.replace(alg=alg_state, updates=runner.updates + 1)
+            totals = _add_update(totals, metrics)
         runner = runner.replace(alg=self.algorithm.after_iteration(runner.alg, runner.episodes))
         # the replay is left out of the selection: selecting it would copy it (`store` already kept it)
         replay = runner.replay
         runner = keep_if_inactive(active, runner.replace(replay=None), start.replace(replay=None))
         return runner.replace(replay=replay), keep_if_inactive(active, totals, start_totals)
+
+    def _store_and_learn(self, runner: RunnerState, totals: Totals, active: jax.Array, episodes: Episodes):
+        c = self.config
+        runner = runner.replace(replay=store(self.buffer, runner.replay, episodes, active, c.buffer_size_episodes))
+        # Updates owed per collected episode; none until the replay holds a full batch (as PyMARL).
+        can_learn = self.buffer.can_sample(runner.replay)
+        credit = runner.update_credit + c.num_envs * c.updates_per_episode
+        n_updates = jnp.where(can_learn, jnp.floor(credit), 0.0).astype(jnp.int32)
+        runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
+        return self._learn(runner, n_updates, totals)
 
     def train_runs_until_unjitted(self, runners: RunnerState, stop_env_steps: jax.Array, stop_episodes: jax.Array
                                   ) -> tuple[RunnerState, Totals]:
@@ -216,6 +228,12 @@ class Trainer:
         """Stop host-side environments (real StarCraft II games), if any were started."""
         if self.host_side and "host" in self.__dict__:
             self.host.close()
+
+
+def _add_update(totals: Totals, metrics: dict[str, jax.Array]) -> Totals:
+    """Count one update and add its metrics to the chunk's sums, by name."""
+    return {**totals, "updates": totals["updates"] + 1,
+            **{f"update_{n}": totals[f"update_{n}"] + v for n, v in metrics.items()}}
 
 
 def run_slice(tree: Any, k: int) -> Any:

@@ -6,7 +6,7 @@ with K = 1 for every factorised mixer and K = N for `none` (IQL: each agent lear
 that need more than the chosen utilities (e.g. dueling or attention mixers) read `all_qs` and `actions`.
 A mixer that declares itself monotonic (dQ_tot/dQ_a >= 0) is checked for it by the contract tests.
 
-Adding a mixer: one class here (or in a file of its own) and one `MIXERS.add` line.
+Adding a mixer: one class and one `MIXERS.add` line; its `algorithm` fact makes it trainable by that name.
 """
 
 from __future__ import annotations
@@ -138,17 +138,23 @@ class QMixerLinear(nn.Module):
 # A mixer's factory gets the algorithm's settings (mixing_embed_dim, hypernet_layers, hypernet_embed_dim).
 MixerFactory = Callable[..., nn.Module]
 MIXERS: Registry[MixerFactory] = Registry("mixer")
-MIXERS.add("none", lambda s: IndependentMixer(), "no mixing: every agent its own TD target (IQL)",
-           monotonic=True, per_agent=True)
-MIXERS.add("vdn", lambda s: VDNMixer(), "the sum of the agents' utilities (VDN)", monotonic=True)
-MIXERS.add("vdn_s", lambda s: VDNStateMixer(s.mixing_embed_dim), "the sum plus a state-dependent bias V(s)",
-           monotonic=True)
+# `algorithm`: the name the value-decomposition family trains this mixer under (`qmix algs`), and its line there
 MIXERS.add("qmix", lambda s: QMixer(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim),
-           "a monotonic mixing network whose weights are hypernetworks of the state", monotonic=True)
+           "a monotonic mixing network whose weights are hypernetworks of the state", monotonic=True,
+           algorithm="qmix", algorithm_description="QMIX: a monotonic mixing network conditioned on the state")
+MIXERS.add("vdn", lambda s: VDNMixer(), "the sum of the agents' utilities", monotonic=True,
+           algorithm="vdn", algorithm_description="VDN: Q_tot is the sum of the agents' utilities")
+MIXERS.add("none", lambda s: IndependentMixer(), "no mixing: every agent its own TD target", monotonic=True,
+           per_agent=True, algorithm="iql", algorithm_description="IQL: independent Q-learners, no mixing")
 MIXERS.add("qmix_ns", lambda s: QMixerNoState(s.mixing_embed_dim),
-           "QMIX's mixing network with state-independent weights", monotonic=True)
+           "QMIX's mixing network with state-independent weights", monotonic=True, algorithm="qmix_ns",
+           algorithm_description="QMIX-NS: QMIX without the state in the mixing weights (ablation)")
 MIXERS.add("qmix_lin", lambda s: QMixerLinear(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim),
-           "a state-conditioned non-negative linear mix plus V(s)", monotonic=True)
+           "a state-conditioned non-negative linear mix plus V(s)", monotonic=True, algorithm="qmix_lin",
+           algorithm_description="QMIX-Lin: a linear state-conditioned mix plus V(s) (ablation)")
+MIXERS.add("vdn_s", lambda s: VDNStateMixer(s.mixing_embed_dim), "the sum plus a state-dependent bias V(s)",
+           monotonic=True, algorithm="vdn_s",
+           algorithm_description="VDN-S: the sum plus a state-dependent bias V(s) (ablation)")
 
 
 def mixer_outputs(name: str, n_agents: int) -> int:

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from qmix.config import build_config
-from qmix.learn.train import Trainer, seed_keys
+from qmix.learn.loop import Trainer, seed_keys
 
 
 def replay_bytes(runners) -> int:

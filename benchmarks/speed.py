@@ -1,25 +1,35 @@
 """Training throughput against the environment-only ceiling, on the same vmapped environments.
 
-    python benchmarks/speed.py [--maps 3m 8m 3s5z] [--preset pymarl] [--env-steps 20000]
+    python benchmarks/speed.py [--maps 3m 8m 3s5z] [--preset pymarl] [--env-steps 20000] [--against REF]
 
 For each map: env steps per second of the compiled training loop (collection + replay + learner updates at
 the preset's ratio, after compilation and once the replay can be sampled), the environment alone with random
 available actions on the same number of environments (the ceiling of that loop), and the ratio. A second
 ceiling with many environments shows what SMAX itself can do on this machine. Figures from one process,
 one after the other, so the ratios hold even on a busy machine better than the absolute numbers.
+
+`--against REF` (a git commit or branch) measures the same maps with that version of the library too,
+map by map in turns (old, new), and prints both training rates and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
 
 from qmix.config import build_config
+from qmix.learn.loop import Trainer, seed_keys
 from qmix.learn.rollout import run_episodes
-from qmix.learn.train import Trainer, seed_keys
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def training_rate(trainer: Trainer, measured_env_steps: int) -> float:
@@ -39,12 +49,13 @@ def training_rate(trainer: Trainer, measured_env_steps: int) -> float:
 
 def environment_rate(trainer: Trainer, n_envs: int, rounds: int) -> float:
     """Whole episodes with uniformly random available actions through the same rollout code."""
-    params = trainer.learner.init(jax.random.PRNGKey(0)).params.agent
+    algorithm = trainer.algorithm
+    policy = algorithm.greedy(algorithm.init(jax.random.PRNGKey(0)).params.agent).replace(epsilon=1.0)
 
     @jax.jit
     def play(key):
         def one(carry, key):
-            _, stats = run_episodes(trainer.learner, trainer.env, params, key, n_envs, 1.0)
+            _, stats = run_episodes(algorithm, trainer.env, policy, key, n_envs)
             return carry + stats.lengths.sum(), None
 
         return jax.lax.scan(one, 0, jax.random.split(key, rounds))[0]
@@ -55,12 +66,43 @@ def environment_rate(trainer: Trainer, n_envs: int, rounds: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
+def rate_of_version(ref_tree: Path, name: str, preset: str, env_steps: int) -> float:
+    """The training rate on `name` measured by the copy of this script in another version's tree."""
+    env = {**os.environ, "PYTHONPATH": str(ref_tree / "src")}
+    command = [sys.executable, str(ref_tree / "benchmarks" / "speed.py"), "--maps", name, "--preset", preset,
+               "--env-steps", str(env_steps)]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith(f"| {name} |"))
+    return float(row.split("|")[3].replace(",", ""))
+
+
+def compare(ref: str, maps: list[str], preset: str, env_steps: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tree = Path(tmp) / "ref"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), ref], check=True,
+                       capture_output=True)
+        try:
+            print(f"preset {preset}; training env steps/s, {ref} (old) and this tree (new), map by map in turns")
+            print("| map | old | new | new / old |")
+            print("|---|---|---|---|")
+            for name in maps:
+                old = rate_of_version(tree, name, preset, env_steps)
+                new = training_rate(Trainer(build_config(preset=preset, map=name)), env_steps)
+                print(f"| {name} | {old:,.0f} | {new:,.0f} | {new / old:.2f} |", flush=True)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--maps", nargs="+", default=["3m", "8m", "3s5z"])
     parser.add_argument("--preset", default="pymarl")
     parser.add_argument("--env-steps", type=int, default=20_000, help="measured training env steps per map")
+    parser.add_argument("--against", metavar="REF", help="also measure this git commit's version, side by side")
     args = parser.parse_args()
+    if args.against:
+        compare(args.against, args.maps, args.preset, args.env_steps)
+        return
     print(f"preset {args.preset}; {jax.device_count()} {jax.default_backend()} device(s)")
     print("| map | envs | training env steps/s | env-only, same envs | ratio | env-only, 256 envs |")
     print("|---|---|---|---|---|---|")

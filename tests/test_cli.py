@@ -56,7 +56,35 @@ def runs_to_resume(tmp_path):
     shutil.copytree(unfinished.parent, truncated)
     files = {"runner/d": {"bytes": 128, "sha256": "0" * 64}}
     (truncated / MARKER).write_text(json.dumps({"format": 1, "step": 400, "files": files}))
-    return {"NOT_A_RUN": str(not_a_run), "NO_CHECKPOINT": str(no_checkpoint), "BROKEN_RUN": str(broken)}
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("not a folder\n")
+    not_utf8 = tmp_path / "not_utf8"
+    shutil.copytree(no_checkpoint, not_utf8)
+    (not_utf8 / "config.yaml").write_bytes(b"config_format: 2\nmap: 3m\xff\xfe\n")
+    return {"NOT_A_RUN": str(not_a_run), "NO_CHECKPOINT": str(no_checkpoint), "BROKEN_RUN": str(broken),
+            "A_FILE": str(a_file), "BELOW_A_FILE": str(a_file / "run"), "NOT_UTF8": str(not_utf8),
+            "NOT_UTF8_CONFIG": str(not_utf8 / "config.yaml"), "A_FOLDER": str(not_a_run)}
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory):
+    """A finished two-step run (final parameters, checkpoints at 200 and 400 env steps) and damaged copies."""
+    from qmix.config import build_config
+    from qmix.run import train
+
+    root = tmp_path_factory.mktemp("finished")
+    good = root / "good"
+    train(build_config(preset="two_step", env_steps=400, checkpoint_interval_env_steps=200, test_interval_episodes=100),
+          good, progress=False, tensorboard=False)
+    corrupt = root / "corrupt_params"
+    shutil.copytree(good, corrupt)
+    with open(corrupt / "params.msgpack", "r+b") as f:
+        f.seek(64)
+        f.write(b"\x7f" * 8)  # eight bytes overwritten inside the weights
+    unchecked = root / "no_manifest"
+    shutil.copytree(good, unchecked)
+    (unchecked / "parameters.json").unlink()
+    return {"FINISHED": str(good), "CORRUPT_PARAMS": str(corrupt), "NO_MANIFEST": str(unchecked)}
 
 
 BAD_INPUTS = [
@@ -101,22 +129,57 @@ BAD_INPUTS = [
     (["evaluate", "NO_CHECKPOINT", "--checkpoint"], ["no checkpoint in", "no_checkpoint"]),
     (["evaluate", "BROKEN_RUN", "--checkpoint"], ["no usable checkpoint", "400", "truncated"]),
     (["evaluate", "BROKEN_RUN", "--checkpoint-step", "100"], ["no checkpoint at or before env step 100", "keeps"]),
+    # values that would be accepted and silently do something else
+    (["train", "lr=inf"], ["lr must be a positive, finite number", "inf"]),
+    (["train", "lr=.nan"], ["lr must be a positive, finite number"]),
+    (["train", "lr_schedule=linear", "lr=0.001", "lr_finish=0.01"], ["lr_finish (0.01) is above lr (0.001)"]),
+    (["train", "lr_schedule=cosine"], ["lr_schedule must be one of constant, linear"]),
+    (["train", "target_update=polyak"], ["target_update must be one of hard, soft"]),
+    (["train", "grad_norm_clip=0"], ["grad_norm_clip must be positive", "null"]),
+    (["train", "--seed", "-1"], ["seed must be in [0,", "got -1"]),
+    (["train", "--seed", "99999999999"], ["seed must be in [0,", "99999999999"]),
+    (["train", "--seeds", "3", "--seed", "4294967294"], ["seed must be in [0, 4294967293]"]),
+    (["train", "--env-steps", "3000000000"], ["env_steps must be below", "int32"]),
+    (["train", "episode_limit=0"], ["episode_limit must be at least 1 step"]),
+    (["train", "--map", "two_step", "reward=smac"], ["unknown setting 'reward'", "--map two_step"]),
+    (["train", "--map", "8m", "buffer_size_episodes=100000000"], ["the replay needs about", "GiB", "lower buffer_size_episodes"]),
+    # folders and files that cannot be what they are given as
+    (["train", "--out", "A_FILE", "--env-steps", "10"], ["is a file; name a folder"]),
+    (["train", "--out", "BELOW_A_FILE", "--env-steps", "10"], ["which is a file; name a folder"]),
+    (["train", "--out", "NO_CHECKPOINT", "--env-steps", "10"], ["stopped before its first checkpoint", "--force"]),
+    (["train", "--resume", "A_FILE"], ["is a file, not a run folder"]),
+    (["train", "--config", "A_FOLDER"], ["is a folder, not a YAML file"]),
+    (["train", "--config", "NOT_UTF8_CONFIG"], ["is not UTF-8 text"]),
+    (["train", "--resume", "NOT_UTF8"], ["is not UTF-8 text"]),
+    (["evaluate", "NOT_UTF8"], ["is not UTF-8 text"]),
+    (["render", "NOT_UTF8"], ["is not UTF-8 text"]),
+    (["train", "--resume", "NO_CHECKPOINT"], ["stopped before its first one", "--force"]),
+    (["config", "--preset", "nope"], ["unknown preset 'nope'"]),
+    (["config", "--alg", "coma"], ["unknown algorithm 'coma'"]),
+    # damaged or mismatched results of a finished run
+    (["evaluate", "CORRUPT_PARAMS"], ["does not match its checksum", "--checkpoint"]),
+    (["render", "CORRUPT_PARAMS"], ["does not match its checksum"]),
+    (["evaluate", "NO_MANIFEST"], ["has no checksum", "parameters.json"]),
+    (["train", "--resume", "FINISHED", "--env-steps", "200"], ["has trained 400 env steps", "at least 400"]),
 ]
 
 
 @pytest.mark.parametrize("argv, words", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_gets_one_clear_line_and_exit_code_2(argv, words, capsys, bad_yaml, occupied_run, runs_to_resume):
-    placeholders = {"BAD_YAML": bad_yaml, "OCCUPIED": occupied_run, **runs_to_resume}
+def test_bad_input_gets_one_clear_line_and_exit_code_2(argv, words, capsys, bad_yaml, occupied_run, runs_to_resume,
+                                                       finished_runs):
+    placeholders = {"BAD_YAML": bad_yaml, "OCCUPIED": occupied_run, **runs_to_resume, **finished_runs}
     argv = [placeholders.get(a, a) for a in argv]
     code, output = run_cli(argv, capsys)
     assert code == 2, output
     assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("qmix: error:")]
+    assert len(errors) == 1 and output.strip().splitlines()[-1] == errors[0], output  # one line, last
     for word in words:
         assert word in output, f"{word!r} not in {output!r}"
 
 
-def test_at_least_fifteen_kinds_of_bad_input():
-    assert len(BAD_INPUTS) >= 15
+def test_the_table_tries_every_kind_of_bad_input():
+    assert len(BAD_INPUTS) >= 70, len(BAD_INPUTS)
 
 
 def test_config_lists_every_setting(capsys):

@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from qmix.errors import NON_FINITE_EXIT_CODE, ConfigError, NonFiniteError
+from qmix.stopping import StopRequested
 
 app = typer.Typer(
     add_completion=False,
@@ -133,13 +134,13 @@ def evaluate(
 ) -> None:
     """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json
     (evaluation_averaged.json with --averaged, evaluation_checkpoint_<step>.json from a checkpoint)."""
-    from qmix.evaluate import evaluate_run, format_evaluation
+    from qmix.evaluate import evaluate_run, format_evaluation, save_evaluation
 
     result = evaluate_run(run_dir, episodes=episodes, seed=seed, from_checkpoint=checkpoint, averaged=averaged,
-                          checkpoint_step=checkpoint_step)
+                          checkpoint_step=checkpoint_step, write=False)
     for line in format_evaluation(result):
         typer.echo(line)
-    typer.echo(f"wrote {run_dir / result.file_name}")
+    typer.echo(f"wrote {save_evaluation(run_dir, result)}")
 
 
 @app.command()
@@ -279,9 +280,17 @@ def main() -> None:
     except ConfigError as error:
         typer.echo(f"qmix: error: {error}", err=True)
         sys.exit(2)
+    except StopRequested as stop:
+        typer.echo(f"qmix: {stop}", err=True)
+        sys.exit(stop.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("qmix: interrupted", err=True)
         sys.exit(130)
+    except OSError as error:  # the file system said no (full, read-only, no permission) where we did not expect it
+        where = f" '{error.filename}'" if error.filename else ""
+        typer.echo(f"qmix: error: {error.strerror or error}{where}; free space or fix the permissions, then "
+                   "retry (a run continues with --resume)", err=True)
+        sys.exit(2)
     except Exception as error:
         stopped = _stopped_run_exit_code(error)
         if stopped is not None:

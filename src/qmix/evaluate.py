@@ -9,6 +9,7 @@ also the mean over runs with a 95% t interval. The result is written atomically 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -26,7 +27,13 @@ from qmix.learn.loop import Trainer, run_slice, seed_keys
 from qmix.learn.rollout import run_episodes
 from qmix.results.stats import mean_ci
 from qmix.run import load_run_config
-from qmix.run_folder import AVERAGED_AGENT_FILE, EVALUATION_FILE, PARAMS_FILE, seed_folders
+from qmix.run_folder import (
+    AVERAGED_AGENT_FILE,
+    EVALUATION_FILE,
+    PARAMS_FILE,
+    seed_folders,
+    verified_parameter_bytes,
+)
 
 RESULT_FILE = EVALUATION_FILE
 AVERAGED_RESULT_FILE = "evaluation_averaged.json"  # `qmix evaluate --averaged`
@@ -117,18 +124,21 @@ def _read_params(path: Path, template, run_dir: Path):
             f"finish the run with `qmix train --resume {run_dir}`, "
             "or evaluate its newest checkpoint with --checkpoint"
         )
-    return _decode(path, template)
+    return _decode(path, template, verified_parameter_bytes(path))
 
 
-def _decode(path: Path, template):
+def _decode(path: Path, template, data: bytes | None = None):
     try:
-        return serialization.from_bytes(template, path.read_bytes())
+        tree = serialization.from_bytes(template, path.read_bytes() if data is None else data)
     except Exception as error:  # msgpack or structure mismatch: the file does not belong to this config
         first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ConfigError(
             f"'{path}' does not hold parameters for the run's config.yaml ({first_line}); "
             "was it copied from another run?"
         ) from None
+    if not all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(tree)):
+        raise ConfigError(f"'{path}' holds non-finite parameters (NaN or infinite); it cannot be played")
+    return tree
 
 
 def checkpoint_agents(
@@ -154,6 +164,8 @@ def checkpoint_learner(run_dir: Path, config: Config, trainer: Trainer, at_most:
         )
     finally:
         store.close()
+    for line in restored.skipped:
+        print(f"qmix: warning: {line}", file=sys.stderr)
     return restored.runners.alg, restored.step
 
 
@@ -216,8 +228,18 @@ def evaluate_run(
         mean_win_rate_ci=float(half_width) if len(results) > 1 else None,
     )
     if write:
-        write_atomic(run_dir / evaluation.file_name, evaluation.to_json())
+        save_evaluation(run_dir, evaluation)
     return evaluation
+
+
+def save_evaluation(run_dir: Path, evaluation: RunEvaluation) -> Path:
+    """Write the evaluation beside the run; a read-only folder gets a one-line error (after the results)."""
+    path = Path(run_dir) / evaluation.file_name
+    try:
+        write_atomic(path, evaluation.to_json())
+    except OSError as error:
+        raise ConfigError(f"could not write '{path}' ({error.strerror}); the results are above") from None
+    return path
 
 
 def _summarise(folder: Path, outcome: dict[str, np.ndarray], episodes: int) -> SeedEvaluation:

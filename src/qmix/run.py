@@ -17,10 +17,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from qmix import run_folder
 from qmix.checkpoint import RESUMABLE_CHANGES, CheckpointStore, Restored, write_atomic
 from qmix.config import Config, load_saved_config, replace
-from qmix.errors import ConfigError, NonFiniteError  # noqa: F401  (NonFiniteError: raised by train/resume)
+from qmix.errors import CheckpointError, ConfigError, NonFiniteError  # noqa: F401  (NonFiniteError: raised here)
 from qmix.learn.loop import RunnerState, Trainer, seed_keys
+from qmix.memory import check_replay_fits
 from qmix.run_folder import (
     CHECKPOINT_FOLDER,
     CONFIG_FILE,
@@ -32,6 +34,7 @@ from qmix.run_folder import (
     write_configs,
 )
 from qmix.session import Clock, LoopState, Session
+from qmix.stopping import GracefulStop, StopRequested
 
 __all__ = ["PARAMS_FILE", "WALL_CLOCK_FIELDS", "RunSummary", "load_run_config", "resume", "seed_folders", "train",
            "write_atomic"]
@@ -66,17 +69,32 @@ def summarise(session: Session, runners: RunnerState) -> RunSummary:
     )
 
 
-def prepare_run_dir(run_dir: Path, force: bool) -> None:
-    if run_dir.exists() and any(run_dir.iterdir()) and not force:
+def check_run_dir(run_dir: Path, force: bool) -> None:
+    """Before anything is written: the folder can hold a run, and does not hold one unless --force."""
+    run_folder.check_can_create(run_dir)
+    if force or not run_folder.holds_a_run(run_dir):
+        return
+    if not any((run_dir / CHECKPOINT_FOLDER).glob("*")) and not (run_dir / PARAMS_FILE).exists():
         raise ConfigError(
-            f"run folder '{run_dir}' already holds a run; resume it with --resume {run_dir}, "
-            "pick another --out, or pass --force to overwrite"
+            f"run folder '{run_dir}' holds a run that stopped before its first checkpoint (nothing to resume); "
+            f"start it again with --force (its settings: --config {run_dir / CONFIG_FILE}), or pick another --out"
         )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in run_dir.rglob(METRICS_FILE):
-        stale.unlink()
-    # An old run's checkpoints would be resumed in place of this run's.
-    shutil.rmtree(run_dir / CHECKPOINT_FOLDER, ignore_errors=True)
+    raise ConfigError(
+        f"run folder '{run_dir}' already holds a run; resume it with --resume {run_dir}, "
+        "pick another --out, or pass --force to overwrite"
+    )
+
+
+def make_folder(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create the run folder '{run_dir}': {error.strerror}") from None
+
+
+def _stopped_during_start_up(stop: GracefulStop) -> None:
+    if stop.requested:
+        raise StopRequested(stop.requested, f"stopped by {stop.name} during start-up; nothing was trained")
 
 
 def train(
@@ -94,15 +112,27 @@ def train(
     Raises NonFiniteError if a loss or parameter stops being finite.
     """
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
-    prepare_run_dir(run_dir, force)
-    write_configs(run_dir, config)
-    trainer = trainer or Trainer(config)
-    clock = Clock()
-    runners = trainer.init_runs(seed_keys(config.seed, config.num_seeds))
-    store = CheckpointStore(run_dir, config.keep_checkpoints)
-    session = Session(config, run_dir, trainer, store, LoopState.fresh(config.num_seeds), clock, tensorboard,
-                      on_checkpoint)
-    return summarise(session, session.run(runners, progress, first_test=True))
+    check_run_dir(run_dir, force)
+    with GracefulStop() as stop:
+        trainer = trainer or Trainer(config)
+        check_replay_fits(config, trainer.algorithm.example_item())
+        existed = run_dir.exists()
+        make_folder(run_dir)
+        with run_folder.exclusive(run_dir):
+            try:  # start-up: until it succeeds, nothing of an earlier run is touched and nothing new is left
+                runners = trainer.init_runs(seed_keys(config.seed, config.num_seeds))
+                _stopped_during_start_up(stop)
+                if force:
+                    run_folder.clear(run_dir)
+                write_configs(run_dir, config)
+                store = CheckpointStore(run_dir, config.keep_checkpoints)
+            except BaseException:
+                if not existed:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                raise
+            session = Session(config, run_dir, trainer, store, LoopState.fresh(config.num_seeds), Clock(),
+                              tensorboard, on_checkpoint, stop=stop)
+            return summarise(session, session.run(runners, progress, first_test=True))
 
 
 def load_run_config(run_dir: Path, changes: dict[str, Any] | None = None) -> Config:
@@ -143,17 +173,38 @@ def resume(
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir, changes)
-    store = CheckpointStore(run_dir, config.keep_checkpoints, create=False)
-    get_trainer = functools.cache(lambda: trainer or Trainer(config))  # built once a checkpoint verifies
-    restored = _restore_newest(store, config, get_trainer)
-    store.discard_after(restored.step)  # the unusable newer steps, which would block writing new ones
-    _report_restore(run_dir, config, restored)
-    _rewind_run_folder(run_dir, config, restored)
-    loop = LoopState.from_dict(restored.host["loop"])
-    purge_steps = [int(steps) + 1 for steps in np.asarray(restored.runners.env_steps)]
-    session = Session(config, run_dir, get_trainer(), store, loop, Clock(loop.wall_seconds), tensorboard,
-                      on_checkpoint, purge_steps)
-    return summarise(session, session.run(restored.runners, progress, first_test=False))
+    run_folder.check_writable(run_dir, f"cannot resume '{run_dir}'")
+    with GracefulStop() as stop, run_folder.exclusive(run_dir):
+        if not any((run_dir / CHECKPOINT_FOLDER).glob("*")):
+            raise CheckpointError(
+                f"no checkpoint in '{run_dir}': the run stopped before its first one, so there is nothing to resume; "
+                f"start it again with `qmix train --config {run_dir / CONFIG_FILE} --out {run_dir} --force`"
+            )
+        store = CheckpointStore(run_dir, config.keep_checkpoints, create=False)
+        get_trainer = functools.cache(lambda: trainer or Trainer(config))  # built once a checkpoint verifies
+        restored = _restore_newest(store, config, get_trainer)
+        _refuse_a_lower_budget(run_dir, config, restored, store, changes)
+        check_replay_fits(config, get_trainer().algorithm.example_item())
+        _stopped_during_start_up(stop)
+        store.discard_after(restored.step)  # the unusable newer steps, which would block writing new ones
+        _report_restore(run_dir, config, restored)
+        _rewind_run_folder(run_dir, config, restored)
+        loop = LoopState.from_dict(restored.host["loop"])
+        purge_steps = [int(steps) + 1 for steps in np.asarray(restored.runners.env_steps)]
+        session = Session(config, run_dir, get_trainer(), store, loop, Clock(loop.wall_seconds), tensorboard,
+                          on_checkpoint, purge_steps, stop=stop)
+        return summarise(session, session.run(restored.runners, progress, first_test=False))
+
+
+def _refuse_a_lower_budget(run_dir: Path, config: Config, restored: Restored, store: CheckpointStore,
+                           changes: dict[str, Any] | None) -> None:
+    trained = int(np.max(np.asarray(restored.runners.env_steps)))
+    if changes and "env_steps" in changes and config.env_steps < trained:
+        store.close()
+        raise ConfigError(
+            f"'{run_dir}' has trained {trained:,} env steps (its newest checkpoint); --env-steps {config.env_steps:,} "
+            f"is below that: pass at least {trained:,}, or leave --env-steps out"
+        )
 
 
 def _restore_newest(store: CheckpointStore, config: Config, get_trainer: Callable[[], Trainer]) -> Restored:
@@ -185,7 +236,9 @@ def _report_restore(run_dir: Path, config: Config, restored: Restored) -> None:
 def _rewind_run_folder(run_dir: Path, config: Config, restored: Restored) -> None:
     """Make the run folder match the checkpoint: drop later log lines; record a raised budget."""
     for k, folder in enumerate(seed_folders(run_dir, config)):
-        drop_records_after(folder / METRICS_FILE, int(restored.runners.env_steps[k]))
+        unreadable = drop_records_after(folder / METRICS_FILE, int(restored.runners.env_steps[k]))
+        if unreadable:
+            warn(f"dropped {unreadable} unreadable line(s) of {folder / METRICS_FILE} (cut short or damaged)")
     if config.env_steps != restored.host["config"]["env_steps"]:
         write_configs(run_dir, config)
 

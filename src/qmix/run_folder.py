@@ -12,12 +12,19 @@ RUN_DIR/
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
+import os
+import shutil
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import yaml
 
+from qmix.errors import ConfigError
 from qmix.files import write_atomic
 
 CONFIG_FILE = "config.yaml"
@@ -27,7 +34,12 @@ CHECKPOINT_FOLDER = "checkpoints"
 PARAMS_FILE = "params.msgpack"  # a run's final parameters, in each seed folder
 AVERAGED_AGENT_FILE = "averaged_agent.msgpack"  # the averaged agent network (average_policy=true)
 EVALUATION_FILE = "evaluation.json"
+PARAMETER_MANIFEST = "parameters.json"  # size, SHA-256 and finiteness of every final parameter file
+LOCK_FILE = ".qmix.lock"  # held (flock) by the one process training the run
 INT32_MAX = 2**31 - 1
+# What `qmix train` and `qmix evaluate` write: all of it goes when a run is started again with --force.
+WRITTEN = (CONFIG_FILE, METRICS_FILE, TENSORBOARD_FOLDER, CHECKPOINT_FOLDER, PARAMETER_MANIFEST, "*.msgpack",
+           "evaluation*.json", "learning_curve.*", "episode_seed*.gif", "seed_*")
 
 
 def parameter_file(name: str) -> str:
@@ -58,16 +70,114 @@ def write_configs(run_dir: Path, config) -> None:
             write_atomic(folder / CONFIG_FILE, yaml.safe_dump({**seed_config, "seed": config.seed + k}, sort_keys=False))
 
 
-def drop_records_after(path: Path, env_steps: int) -> None:
-    """Keep only the log lines up to `env_steps` (those a checkpoint already covers); rewrite atomically."""
+def drop_records_after(path: Path, env_steps: int) -> int:
+    """Keep only the log lines up to `env_steps` (those a checkpoint already covers); rewrite atomically.
+    Returns how many lines were unreadable (cut short by a kill, or damaged) and dropped."""
     if not path.is_file():
-        return
-    kept = []
+        return 0
+    kept, unreadable = [], 0
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut short by a kill
+            unreadable += 1
+            continue
         if record.get("env_steps", INT32_MAX) <= env_steps:
             kept.append(line + "\n")
     write_atomic(path, "".join(kept))
+    return unreadable
+
+
+def holds_a_run(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
+
+
+def clear(run_dir: Path) -> None:
+    """Remove everything an earlier run wrote in `run_dir` (and nothing else), for `--force`."""
+    for pattern in WRITTEN:
+        for path in run_dir.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def check_can_create(run_dir: Path) -> None:
+    """A one-line ConfigError when `run_dir` cannot become a run folder (a file, below a file, unwritable)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out '{run_dir}' is a file; name a folder")
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out '{run_dir}' is below '{existing}', which is a file; name a folder")
+    check_writable(existing, f"cannot create the run folder '{run_dir}'")
+
+
+def check_writable(folder: Path, what: str) -> None:
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: '{folder}' is not writable (read-only, or no permission); pick another folder")
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise ConfigError(f"{what}: '{folder}' is on a read-only file system; pick another folder")
+
+
+@contextlib.contextmanager
+def exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock while training: a second process gets one line, and the lock goes with the
+    holder however it ends (the system releases an flock when the process dies)."""
+    path = run_dir / LOCK_FILE
+    try:
+        handle = open(path, "a+")  # noqa: SIM115  (held for the whole run)
+    except OSError as error:
+        raise ConfigError(f"cannot lock the run folder '{run_dir}': {error.strerror}") from None
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            owner = handle.read().strip() or "unknown"
+            raise ConfigError(
+                f"run folder '{run_dir}' is being trained by another process (pid {owner}); wait for it to end "
+                "or stop it (it checkpoints on SIGTERM), then resume"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def write_parameter_manifest(folder: Path, names: list[str]) -> None:
+    """Record each final parameter file's size and SHA-256, written after the files themselves."""
+    import hashlib
+
+    files = {}
+    for name in names:
+        data = (folder / name).read_bytes()
+        files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    write_atomic(folder / PARAMETER_MANIFEST, json.dumps({"files": files}, indent=1) + "\n")
+
+
+def verified_parameter_bytes(path: Path) -> bytes:
+    """The bytes of a final parameter file, checked against the folder's manifest, or a one-line ConfigError."""
+    import hashlib
+
+    manifest = path.parent / PARAMETER_MANIFEST
+    try:
+        expected = json.loads(manifest.read_text(encoding="utf-8"))["files"][path.name]
+    except FileNotFoundError:
+        raise ConfigError(f"'{path}' has no checksum ({manifest.name} is missing: the run may have stopped while "
+                          "writing its final parameters); finish it with `qmix train --resume` on its run folder") from None
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        raise ConfigError(f"'{manifest}' does not list '{path.name}' or is unreadable; the parameter files cannot be "
+                          "checked (restore them from a copy, or evaluate a checkpoint with --checkpoint)") from None
+    data = path.read_bytes()
+    if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise ConfigError(f"'{path}' does not match its checksum in {manifest.name} (corrupted or replaced); restore "
+                          "it from a copy, or evaluate the run's newest checkpoint with --checkpoint")
+    return data

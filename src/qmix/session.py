@@ -17,12 +17,13 @@ import numpy as np
 from flax import serialization
 
 from qmix.checkpoint import CheckpointStore, write_atomic
-from qmix.errors import NonFiniteError
+from qmix.errors import ConfigError, NonFiniteError
 from qmix.learn.episodes import EPISODE_METRICS
 from qmix.learn.loop import RunnerState, Trainer, run_slice, seed_keys
 from qmix.progress import TrainingProgress
 from qmix.results.metrics import MetricsLog
-from qmix.run_folder import INT32_MAX, parameter_file, seed_folders
+from qmix.run_folder import INT32_MAX, parameter_file, seed_folders, write_parameter_manifest
+from qmix.stopping import GracefulStop, StopRequested
 
 
 @dataclass
@@ -121,7 +122,7 @@ def test_record(results: dict[str, dict], k: int) -> dict:
 class Session:
     def __init__(self, config, run_dir: Path, trainer: Trainer, store: CheckpointStore, loop: LoopState,
                  clock: Clock, tensorboard: bool, on_checkpoint: Callable[[Path], None] | None,
-                 purge_steps: list[int] | None = None):
+                 purge_steps: list[int] | None = None, stop: GracefulStop | None = None):
         self.config = config
         self.run_dir = run_dir
         self.trainer = trainer
@@ -129,6 +130,7 @@ class Session:
         self.loop = loop
         self.clock = clock
         self.on_checkpoint = on_checkpoint
+        self.stop = stop
         self.folders = seed_folders(run_dir, config)
         purge_steps = purge_steps or [None] * len(self.folders)
         self.logs = [MetricsLog(f, tensorboard, purge_step=p) for f, p in zip(self.folders, purge_steps, strict=True)]
@@ -140,6 +142,8 @@ class Session:
                 initial = [{"env_steps": 0, "episodes": 0, "updates": 0} for _ in self.folders]
                 bar.update(runners.env_steps, self.test_and_log(runners, initial)[""]["test_win_rate"])
             while int(np.min(np.asarray(runners.env_steps))) < self.config.env_steps:
+                if self.stop is not None and self.stop.requested:
+                    self.stop_here(runners)
                 runners = self.train_one_chunk(runners, bar)
             if self.loop.checkpoint_step != checkpoint_step(runners):
                 self.checkpoint(runners)
@@ -195,17 +199,55 @@ class Session:
                 f"(run {k}, seed {self.config.seed + k}); last good checkpoint: {last}"
             )
 
+    def stop_here(self, runners: RunnerState) -> None:
+        """A stop was asked for (SIGINT, SIGTERM): checkpoint where the run is, and say how to go on."""
+        step = checkpoint_step(runners)
+        if self.loop.checkpoint_step != step:
+            self.checkpoint(runners)
+        raise StopRequested(self.stop.requested, (
+            f"stopped by {self.stop.name} at env step {step:,}; the checkpoint {self.store.path(step)} holds the "
+            f"run: continue it with `qmix train --resume {self.run_dir}`"))
+
     def checkpoint(self, runners: RunnerState) -> None:
         step = checkpoint_step(runners)
+        previous = self.loop.checkpoint_step
         self.loop.checkpoint_step = step
         self.loop.wall_seconds = self.clock.seconds()
         host = {"config": self.config.to_dict(), "loop": self.loop.to_dict()}
-        path = self.store.save(step, runners, host, self.config.save_replay)
+        try:
+            path = self.store.save(step, runners, host, self.config.save_replay)
+        except Exception as error:  # noqa: BLE001  (a full disk surfaces as many kinds of error)
+            self.loop.checkpoint_step = previous
+            if _no_space(error):
+                raise self._disk_full(step, previous) from None
+            raise
         if self.on_checkpoint is not None:
             self.on_checkpoint(path)
+
+    def _disk_full(self, step: int, previous: int | None) -> ConfigError:
+        kept = f"the checkpoint at env step {previous:,} is kept" if previous is not None else "no checkpoint was kept"
+        size = _folder_bytes(self.store.path(previous)) if previous is not None else 0
+        need = f" (a checkpoint takes about {size / 2**20:,.1f} MiB)" if size else ""
+        return ConfigError(
+            f"no space left on the device of '{self.store.folder}' for the checkpoint at env step {step:,}{need}; "
+            f"{kept}: free some space and continue with `qmix train --resume {self.run_dir}`"
+        )
 
     def write_final_params(self, runners: RunnerState) -> None:
         for k, folder in enumerate(self.folders):
             saved = self.trainer.algorithm.saved_parameters(jax.device_get(run_slice(runners.alg, k)))
             for name, tree in saved.items():
                 write_atomic(folder / parameter_file(name), serialization.to_bytes(tree))
+            write_parameter_manifest(folder, [parameter_file(name) for name in saved])
+
+
+def _no_space(error: BaseException) -> bool:
+    while error is not None:
+        if getattr(error, "errno", None) == 28 or "No space left on device" in str(error):  # ENOSPC
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0

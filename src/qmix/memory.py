@@ -1,0 +1,57 @@
+"""How much memory a run's replay takes, and how much the machine has: checked before allocating."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+
+GIB = 2**30
+
+
+def item_bytes(example_item) -> int:
+    """Bytes of one stored item (a whole padded episode)."""
+    return sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree.leaves(example_item))
+
+
+def replay_bytes(config, example_item) -> int:
+    """The replay of every seed of a run: buffer_size_episodes items per seed."""
+    return item_bytes(example_item) * config.buffer_size_episodes * config.num_seeds
+
+
+def available_bytes() -> int | None:
+    """Memory this process may still use: the smaller of the system's available memory and the room left
+    under a cgroup limit (a container's or a job's); None where neither can be read."""
+    candidates = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                candidates.append(int(line.split()[1]) * 1024)
+    except OSError:
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+        if limit != "max":
+            candidates.append(int(limit) - used)
+    except (OSError, ValueError):
+        pass
+    return min(candidates) if candidates else None
+
+
+def check_replay_fits(config, example_item) -> None:
+    """A one-line ConfigError when the replay cannot fit in the memory left, before anything is allocated."""
+    from qmix.errors import ConfigError
+
+    needed = replay_bytes(config, example_item)
+    available = available_bytes()
+    if available is None or needed <= available:
+        return
+    per_episode = item_bytes(example_item)
+    fitting = max(int(0.8 * available // (per_episode * config.num_seeds)), 0)
+    raise ConfigError(
+        f"the replay needs about {needed / GIB:.1f} GiB ({config.buffer_size_episodes:,} episodes x "
+        f"{per_episode / 2**20:.2f} MiB x {config.num_seeds} seed(s) on {config.map}) but only "
+        f"{available / GIB:.1f} GiB of memory is available; lower buffer_size_episodes (to about {fitting:,}) "
+        "or num_seeds"
+    )

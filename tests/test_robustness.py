@@ -1,0 +1,208 @@
+"""What a run survives: --force, two processes on one folder, damaged final parameters, read-only and full
+disks, two writers of one file, and stopping on SIGINT/SIGTERM at a safe point."""
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from qmix import run_folder
+from qmix.config import build_config
+from qmix.errors import ConfigError
+from qmix.files import write_atomic
+from qmix.run import resume, train
+
+QUIET = dict(progress=False, tensorboard=False)
+TWO_STEP = dict(preset="two_step", env_steps=400, checkpoint_interval_env_steps=200, test_interval_episodes=100,
+                save_replay=True)  # exact resumes
+
+
+def records(folder):
+    return [{k: v for k, v in json.loads(line).items() if k not in ("wall_seconds", "env_steps_per_second")}
+            for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("finished") / "run"
+    train(build_config(**TWO_STEP), folder, **QUIET)
+    return folder
+
+
+def test_force_removes_everything_the_old_run_wrote_and_keeps_other_files(finished, tmp_path):
+    old = tmp_path / "old"
+    shutil.copytree(finished, old)
+    for stale in ("evaluation.json", "evaluation_averaged.json", "averaged_agent.msgpack", "learning_curve.png",
+                  "seed_7/metrics.jsonl", "tensorboard/events.out"):
+        (old / stale).parent.mkdir(parents=True, exist_ok=True)
+        (old / stale).write_text("old run")
+    (old / "notes.txt").write_text("the user's own file")
+    train(build_config(**{**TWO_STEP, "env_steps": 200, "seed": 5}), old, force=True, **QUIET)
+    names = {p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file()}
+    assert "notes.txt" in names
+    assert not any(n.startswith(("evaluation", "averaged", "learning_curve", "seed_7", "tensorboard")) for n in names)
+    assert records(old)[-1]["env_steps"] == 200
+
+
+def test_a_failed_start_up_with_force_loses_nothing_of_the_old_run(finished, tmp_path, monkeypatch):
+    old = tmp_path / "old"
+    shutil.copytree(finished, old)
+    before = {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file() and p.name != ".qmix.lock"}
+    from qmix.learn.loop import Trainer
+
+    def broken_init(self):
+        raise RuntimeError("start-up failed")
+
+    monkeypatch.setattr(Trainer, "init_runs", property(broken_init))
+    with pytest.raises(RuntimeError):
+        train(build_config(**TWO_STEP), old, force=True, **QUIET)
+    after = {p.relative_to(old): p.read_bytes() for p in old.rglob("*") if p.is_file() and p.name != ".qmix.lock"}
+    assert after == before
+    with pytest.raises(RuntimeError):
+        train(build_config(**TWO_STEP), tmp_path / "new", **QUIET)
+    assert not (tmp_path / "new").exists()  # no half-made run folder
+
+
+def test_a_run_folder_has_one_owner_at_a_time(finished, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    with run_folder.exclusive(run):  # another process training it (flock is per open file: the same here)
+        with pytest.raises(ConfigError, match=f"is being trained by another process \\(pid {os.getpid()}\\)"):
+            resume(run, {"env_steps": 600}, **QUIET)
+        with pytest.raises(ConfigError, match="is being trained by another process"):
+            train(build_config(**TWO_STEP), run, force=True, **QUIET)
+    assert records(run) == records(finished)  # nothing was touched
+    resume(run, {"env_steps": 600}, **QUIET)  # released when the owner let go
+    assert records(run)[-1]["env_steps"] == 600
+
+
+def test_non_finite_final_parameters_are_refused(finished, tmp_path):
+    import numpy as np
+    from flax import serialization
+
+    from qmix.evaluate import evaluate_run
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+    tree = serialization.msgpack_restore((run / "params.msgpack").read_bytes())
+    leaf = tree["agent"]["params"]["q"]["bias"]
+    tree["agent"]["params"]["q"]["bias"] = np.full_like(leaf, np.inf)
+    (run / "params.msgpack").write_bytes(serialization.msgpack_serialize(tree))
+    run_folder.write_parameter_manifest(run, ["params.msgpack"])  # a whole file, only not finite
+    with pytest.raises(ConfigError, match="holds non-finite parameters"):
+        evaluate_run(run, episodes=2)
+
+
+def test_evaluate_prints_its_results_before_a_read_only_folder_refuses_them(finished, tmp_path, monkeypatch, capsys):
+    from qmix import cli, evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(finished, run)
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(evaluate, "write_atomic", read_only)
+    monkeypatch.setattr(sys, "argv", ["qmix", "evaluate", str(run), "--episodes", "4"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and "win rate" in out
+    assert err.strip().splitlines() == [f"qmix: error: could not write '{run / 'evaluation.json'}' (Read-only file "
+                                        "system); the results are above"]
+
+
+def test_a_full_disk_keeps_the_earlier_checkpoint_and_says_so_in_one_line(tmp_path, monkeypatch):
+    from qmix.checkpoint import CheckpointStore
+
+    save = CheckpointStore.save
+
+    def full_after_the_first(self, step, *args):
+        if self.steps():
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return save(self, step, *args)
+
+    monkeypatch.setattr(CheckpointStore, "save", full_after_the_first)
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"no space left on the device of .* for the checkpoint at env step 400 "
+                                          r"\(a checkpoint takes about .* MiB\); the checkpoint at env step 200 is kept"):
+        train(build_config(**TWO_STEP), run, **QUIET)
+    monkeypatch.setattr(CheckpointStore, "save", save)
+    resume(run, **QUIET)  # after freeing space: the run goes on from the kept checkpoint
+    assert records(run)[-1]["env_steps"] == 400
+
+
+def test_two_writers_of_one_file_never_collide(tmp_path):
+    path, failures = tmp_path / "report.md", []
+
+    def write_many(text):
+        for _ in range(300):
+            try:
+                write_atomic(path, text)
+            except Exception as error:  # noqa: BLE001
+                failures.append(error)
+
+    threads = [threading.Thread(target=write_many, args=(f"writer {i}\n" * 200,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert path.read_text() in ("writer 0\n" * 200, "writer 1\n" * 200)
+    assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no temporary file left
+
+
+STOPPED_RUN = """
+import json, os, signal, sys
+from qmix.config import build_config
+from qmix.run import train
+
+signum = getattr(signal, sys.argv[3])
+sent = []
+
+def signal_once(path):  # the signal arrives while the run is busy: right after its first checkpoint
+    if not sent:
+        sent.append(os.kill(os.getpid(), signum))
+
+try:
+    train(build_config(**json.loads(sys.argv[2])), sys.argv[1], progress=False, tensorboard=False,
+          on_checkpoint=signal_once)
+except BaseException as error:
+    from qmix.stopping import StopRequested
+    if isinstance(error, StopRequested):
+        print(error, file=sys.stderr)
+        sys.exit(error.exit_code)
+    raise
+"""
+
+
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_stops_at_a_safe_point_with_a_checkpoint_and_the_run_resumes_exactly(name, code, finished, tmp_path):
+    run = tmp_path / "run"
+    settings = {k: v for k, v in TWO_STEP.items()}
+    done = subprocess.run([sys.executable, "-c", STOPPED_RUN, str(run), json.dumps(settings), name],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == code, done.stderr
+    assert f"stopped by {name} at env step 200" in done.stderr and f"qmix train --resume {run}" in done.stderr
+    assert not (run / "params.msgpack").exists()
+    resume(run, **QUIET)
+    assert records(run) == records(finished)
+
+
+def test_a_signal_during_start_up_exits_cleanly_and_leaves_no_run_folder(tmp_path):
+    run = tmp_path / "run"
+    script = ("import os, signal, sys\nfrom qmix.learn.loop import Trainer\nfrom qmix import cli\n"
+              "init = Trainer.init_runs\n"
+              "def stop_then_init(self):\n    os.kill(os.getpid(), signal.SIGTERM)\n    return init.func(self)\n"
+              "Trainer.init_runs = property(stop_then_init)\n"
+              f"sys.argv = ['qmix', 'train', '--preset', 'two_step', '--out', {str(run)!r}, '--no-progress']\n"
+              "cli.main()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip().splitlines() == ["qmix: stopped by SIGTERM during start-up; nothing was trained"]
+    assert not run.exists()

@@ -108,7 +108,8 @@ BAD_INPUTS = [
     (["train", "--preset", "fast"], ["unknown preset 'fast'", "pymarl"]),
     (["train", "--config", "/nonexistent/settings.yaml"], ["config file", "does not exist"]),
     (["train", "--config", "BAD_YAML"], ["not valid YAML"]),
-    (["train", "--out", "OCCUPIED", "--env-steps", "10"], ["already holds a run", "--force"]),
+    (["train", "--out", "FINISHED", "--env-steps", "10"], ["already holds a run", "--force"]),
+    (["train", "--out", "OCCUPIED", "--env-steps", "10"], ["stopped before its first checkpoint", "--force"]),
     (["train", "--seeds", "many"], ["--seeds", "integer"]),
     (["train", "test_interval_env_steps=0", "test_interval_episodes=0"], ["test_interval"]),
     (["heuristic", "--map", "9z"], ["unknown map '9z'"]),
@@ -136,6 +137,9 @@ BAD_INPUTS = [
     (["train", "lr_schedule=cosine"], ["lr_schedule must be one of constant, linear"]),
     (["train", "target_update=polyak"], ["target_update must be one of hard, soft"]),
     (["train", "grad_norm_clip=0"], ["grad_norm_clip must be positive", "null"]),
+    (["train", "policy_average_tau=0.01"], ["'policy_average_tau' applies only with average_policy=true"]),
+    (["train", "target_update_tau=0.01"], ["'target_update_tau' applies only with target_update=soft"]),
+    (["train", "lr_anneal_updates=1000"], ["'lr_anneal_updates' applies only with lr_schedule=linear"]),
     (["train", "--seed", "-1"], ["seed must be in [0,", "got -1"]),
     (["train", "--seed", "99999999999"], ["seed must be in [0,", "99999999999"]),
     (["train", "--seeds", "3", "--seed", "4294967294"], ["seed must be in [0, 4294967293]"]),
@@ -158,7 +162,6 @@ BAD_INPUTS = [
     (["config", "--alg", "coma"], ["unknown algorithm 'coma'"]),
     # damaged or mismatched results of a finished run
     (["evaluate", "CORRUPT_PARAMS"], ["does not match its checksum", "--checkpoint"]),
-    (["render", "CORRUPT_PARAMS"], ["does not match its checksum"]),
     (["evaluate", "NO_MANIFEST"], ["has no checksum", "parameters.json"]),
     (["train", "--resume", "FINISHED", "--env-steps", "200"], ["has trained 400 env steps", "at least 400"]),
 ]

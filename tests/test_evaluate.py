@@ -12,7 +12,7 @@ from qmix import evaluate as evaluation
 from qmix.config import ConfigError, build_config, config_to_yaml
 from qmix.envs.heuristic import wilson_interval
 from qmix.learn.loop import Trainer
-from qmix.run_folder import seed_folders
+from qmix.run_folder import seed_folders, write_parameter_manifest
 
 
 def fixed_choice_params(trainer, action: int, key: int = 0):
@@ -31,6 +31,7 @@ def write_run(folder, config, params_per_run):
     for run_folder, params in zip(seed_folders(folder, config), params_per_run, strict=True):
         run_folder.mkdir(exist_ok=True)
         (run_folder / "params.msgpack").write_bytes(serialization.to_bytes(params))
+        write_parameter_manifest(run_folder, ["params.msgpack"])
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +88,10 @@ def test_an_unfinished_run_and_foreign_parameters_are_refused_in_one_line(tmp_pa
     with pytest.raises(ConfigError, match=r"no final parameters in .*seed_1.*qmix train --resume .*run`"):
         evaluation.evaluate_run(tmp_path / "run")
     (tmp_path / "run" / "seed_1" / "params.msgpack").write_bytes(b"not parameters")
+    with pytest.raises(ConfigError, match="does not match its checksum") as error:
+        evaluation.evaluate_run(tmp_path / "run")
+    assert "\n" not in str(error.value)
+    write_parameter_manifest(tmp_path / "run" / "seed_1", ["params.msgpack"])  # listed, but not parameters
     with pytest.raises(ConfigError, match="does not hold parameters for the run's config.yaml") as error:
         evaluation.evaluate_run(tmp_path / "run")
     assert "\n" not in str(error.value)

@@ -216,7 +216,21 @@ def config_from_sources(sources: list[tuple[str, dict[str, Any]]]) -> Config:
         environment=env_cls(**updates["environment"]),
     )
     validate(config)
+    _refuse_ignored_settings(config.algorithm, sources)
     return config
+
+
+def _refuse_ignored_settings(settings: Any, sources: list[tuple[str, dict[str, Any]]]) -> None:
+    """A setting typed on the command line that another choice makes ignored is an error, not a no-op."""
+    for where, values in sources:
+        if where not in ("command line", "override"):
+            continue  # presets and files set whole groups at once
+        for key in values:
+            choice, needed = getattr(settings, "ENABLED_BY", {}).get(key, (None, None))
+            if choice is not None and getattr(settings, choice) != needed:
+                shown = str(needed).lower() if isinstance(needed, bool) else needed
+                raise ConfigError(f"{where}: '{key}' applies only with {choice}={shown} (it is "
+                                  f"{getattr(settings, choice)!r}); add {choice}={shown}, or drop {key}")
 
 
 def validate(config: Config) -> None:

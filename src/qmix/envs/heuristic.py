@@ -1,4 +1,4 @@
-"""The paper's heuristic baseline on SMAX (PAPER.md section 2): not learned, fully observed.
+"""The paper's heuristic baseline on SMAX (Rashid et al., 2018, section 6): not learned, fully observed.
 
 Every ally attacks the closest living enemy and keeps attacking that same target until it dies, then
 picks the next closest. SMAX has no attack-move, so a unit whose target is out of attack range moves

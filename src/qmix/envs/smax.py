@@ -1,4 +1,4 @@
-"""The paper's StarCraft maps on SMAX, jaxmarl's JAX re-implementation of SMAC (PAPER.md section 6).
+"""The paper's StarCraft maps on SMAX, jaxmarl's JAX re-implementation of SMAC (Rashid et al., 2018, section 6).
 
 `SmaxEnv` wraps jaxmarl's `HeuristicEnemySMAX` (the learning team plays the built-in scripted enemy)
 behind the small interface of base.py: per-agent dicts become `[N, ...]` arrays, the step never

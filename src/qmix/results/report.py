@@ -15,7 +15,7 @@ from qmix.results.stats import TableRow, aggregate_table, format_table_markdown
 from qmix.run import write_atomic
 from qmix.two_step import PAPER_Q_TOT, format_matrix
 
-# SMAC benchmark medians after 2M steps, IQL / VDN / QMIX, in % (PAPER.md section 5); not the paper's own plots.
+# SMAC benchmark medians after 2M steps, IQL / VDN / QMIX, in % (the SMAC benchmark, Samvelyan et al., 2019); not the paper's own plots.
 SMAC_MEDIANS = {"2s3z": (75, 97, 99), "3s5z": (10, 84, 97), "1c3s5z": (21, 91, 97)}
 FINAL_TESTS = 3  # a run's final win rate: the mean of its last three tests (one test of 32 episodes is noisy)
 ON_PAR = 0.05  # "on par": final win rates within 5 points
@@ -143,7 +143,7 @@ def _smac_reference(main_maps) -> list[str]:
     if not rows:
         return []
     lines = ["For reference, the SMAC benchmark's median test win rates after 2M steps on the real game "
-             "(IQL / VDN / QMIX, PAPER.md section 5): "
+             "(IQL / VDN / QMIX, the SMAC benchmark, Samvelyan et al., 2019): "
              + "; ".join(f"{m}: {'/'.join(str(v) for v in SMAC_MEDIANS[m])}%" for m in rows) + ".", ""]
     return lines
 
@@ -164,7 +164,7 @@ def write_report(
              f"{scale.description}. Preset `{scale.preset}`, {scale.seeds} seeds per method, "
              f"{scale.env_steps:,} env steps per run, SMAX maps against SMAX's scripted enemy, SMAC-style reward. "
              f"Written {datetime.now():%Y-%m-%d %H:%M}; made by `qmix reproduce --scale {scale_name}`.", "",
-             "## The paper's claims (PAPER.md section 4)", "", "| claim | verdict | evidence |", "|---|---|---|"]
+             "## The paper's claims (Rashid et al., 2018, section 6)", "", "| claim | verdict | evidence |", "|---|---|---|"]
     lines += [f"| {c.text} | **{c.verdict}** | {c.evidence} |" for c in claims]
     missing = [f"{alg} on {map_name}" for map_name, alg in pairs
                if not any(p.name == f"{map_name}-{alg}" for p in finished)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from qmix.settings import check, check_choices, setting
 
@@ -13,6 +14,18 @@ TARGET_UPDATES = ("hard", "soft")
 
 @dataclass(frozen=True)
 class ValueDecompositionSettings:
+    # A setting given by hand that would be ignored without this choice is refused (the choice is named).
+    ENABLED_BY: ClassVar[dict] = {
+        "lr_anneal_updates": ("lr_schedule", "linear"),
+        "lr_finish": ("lr_schedule", "linear"),
+        "target_update_tau": ("target_update", "soft"),
+        "target_update_interval_episodes": ("target_update", "hard"),
+        "policy_average_tau": ("average_policy", True),
+        "rmsprop_alpha": ("optimizer", "rmsprop"),
+        "rmsprop_eps": ("optimizer", "rmsprop"),
+        "adam_eps": ("optimizer", "adam"),
+    }
+
     # --- agent network (parameters shared across agents) ---
     agent: str = setting("rnn", "agent network: rnn (DRQN, Dense-ReLU-GRU-Dense) or ff (Dense-ReLU-Dense)")
     agent_hidden_dim: int = setting(64, "width of the agent network")

@@ -37,9 +37,10 @@ FORMATS = ("png", "svg")
 PANEL_SIZE = (4.8, 3.6)  # inches per panel
 MAX_COLUMNS = 3
 DPI = 150
+PNG_COLOURS = 128  # PNGs are saved as palette images: about a third of the size, no visible difference
 LEARNING_CURVE_STEM = "learning_curve"  # <run folder>/learning_curve.png and .svg
 LEARNING_CURVE_DPI = 100  # a run folder's own figure: small enough to keep beside its logs
-LEARNING_CURVE_COLOURS = 64  # its PNG as a 64-colour palette image: a third of the size, no visible change
+LEARNING_CURVE_COLOURS = 64  # thin lines and no bands: fewer colours suffice
 
 
 def plot_runs(
@@ -105,10 +106,10 @@ def alg_colours(algs) -> dict[str, str]:
 
 
 def save_figure(
-    figure: Figure, out_path_stem: str | Path, dpi: int = DPI, png_colours: int | None = None
+    figure: Figure, out_path_stem: str | Path, dpi: int = DPI, png_colours: int | None = PNG_COLOURS
 ) -> list[Path]:
-    """Save as `<stem>.png` and `<stem>.svg`, each written whole or not at all; `png_colours` reduces the
-    PNG to a palette of that many colours."""
+    """Save as `<stem>.png` and `<stem>.svg`, each written whole or not at all; the PNG holds a palette of
+    `png_colours` colours (None: full colour)."""
     stem = _strip_image_suffix(Path(out_path_stem))
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -223,6 +224,7 @@ def _save_atomically(
             _save_palette_png(figure, temp_name, dpi, png_colours)
         else:
             figure.savefig(temp_name, format=image_format, dpi=dpi)
+        os.chmod(temp_name, 0o644)  # mkstemp makes it private; a figure is for reading like the run's other files
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

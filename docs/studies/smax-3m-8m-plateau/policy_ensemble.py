@@ -5,9 +5,9 @@ advantages (Q minus its mean over actions, so that members with different value 
 decentralised execution. If the members' losses were shared, the ensemble would win no more often than its
 members; if each loses on its own blind spots, it wins more. Every policy plays the same episodes.
 
-    python benchmarks/policy_ensemble.py RUN_DIR [RUN_DIR ...] [--episodes 512] [--seed 123]
-    python benchmarks/policy_ensemble.py RUN_DIR --within-seeds
-    python benchmarks/policy_ensemble.py RUN_DIR --agent-params AGENT.msgpack AGENT.msgpack ...
+    python docs/studies/smax-3m-8m-plateau/policy_ensemble.py RUN_DIR [RUN_DIR ...] [--episodes 512] [--seed 123]
+    python docs/studies/smax-3m-8m-plateau/policy_ensemble.py RUN_DIR --within-seeds
+    python docs/studies/smax-3m-8m-plateau/policy_ensemble.py RUN_DIR --agent-params AGENT.msgpack AGENT.msgpack ...
 
 By default the members are every seed folder of the runs named (which must share a map and networks).
 With --within-seeds each seed is its own ensemble, of networks from its one run only: its final agent

@@ -7,7 +7,7 @@ spread noise, every layout would sit near the overall win rate; if they gather o
 printed features say what those layouts look like (spreads in map units: the largest distance between two
 units of a team, and the extent of a team along x, the axis the teams close on).
 
-    python benchmarks/start_difficulty.py RUN_DIR [RUN_DIR ...] [--starts 256] [--replays 32]
+    python docs/studies/smax-3m-8m-plateau/start_difficulty.py RUN_DIR [RUN_DIR ...] [--starts 256] [--replays 32]
 
 With several policies (seed folders, runs, or `--agent-params` snapshots of one run) it also tells whether
 they lose on the same layouts.

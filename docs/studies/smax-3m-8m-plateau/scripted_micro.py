@@ -4,7 +4,7 @@ Fully observed, centralised scripts (they read the true state, as the paper's he
 two knobs: focus fire on the weakest enemy in range (or on the one closest to the team), and pulling an
 ally back out of the fight when an enemy is shooting it and its health is at or below a threshold.
 
-    python benchmarks/scripted_micro.py --map 3m --episodes 512
+    python docs/studies/smax-3m-8m-plateau/scripted_micro.py --map 3m --episodes 512
 """
 
 from __future__ import annotations

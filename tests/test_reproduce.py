@@ -1,7 +1,10 @@
 """`qmix reproduce`: the claim checks on known numbers, and the smoke scale end to end."""
 
+import re
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from qmix.reproduce import SCALES, plan
@@ -52,6 +55,8 @@ def test_smoke_scale_runs_end_to_end(tmp_path, capsys):
     for part in ("The paper's claims", "two-step game", "heuristic baseline", "main.png", "ablations.png"):
         assert part in report
     assert (out / "main.png").stat().st_size > 0 and (out / "ablations.svg").exists()
+    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
+        assert (out / image).is_file(), image  # every figure the report shows is beside it
     # a second call reuses every finished run
     sys.argv = ["qmix", "reproduce", "--scale", "smoke", "--out", str(out), "--no-progress"]
     with pytest.raises(SystemExit):
@@ -78,3 +83,18 @@ def test_parallel_workers_share_the_pairs(tmp_path, monkeypatch):
     assert ("3m", "vdn") not in trained and ("3m", "iql") in trained and ("3m", "qmix") in trained
     with rep.claim(busy) as mine:
         assert mine  # released
+
+
+def test_the_report_links_a_figure_only_when_it_is_there(tmp_path, monkeypatch):
+    from qmix.results import report
+    from qmix.results.runs import Run
+
+    steps = np.array([0, 10, 20])
+    runs = [Run(Path(f"run{s}"), "qmix", "3m", s, steps, np.array([0.0, 0.5, 0.6]), np.array([1.0, 5.0, 9.0]))
+            for s in range(2)]
+    lines = report._comparison_section("Main", tmp_path, "main", runs, {}, "note")
+    assert "![Main](main.png)" in lines and (tmp_path / "main.png").is_file()
+
+    monkeypatch.setattr(report, "plot_runs", lambda runs, stem, **kwargs: [tmp_path / "gone.png"])
+    lines = report._comparison_section("Gone", tmp_path, "gone", runs, {}, "note")
+    assert not [line for line in lines if line.startswith("![")]

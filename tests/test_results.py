@@ -12,7 +12,14 @@ import yaml
 from matplotlib.collections import PolyCollection
 
 from qmix.results import stats
-from qmix.results.plots import alg_colours, build_figure, plot_metric, plot_runs
+from qmix.results.plots import (
+    alg_colours,
+    build_figure,
+    build_learning_curve,
+    plot_metric,
+    plot_runs,
+    write_learning_curve,
+)
 from qmix.results.runs import load_runs
 
 MAPS = ("3m", "2s3z")
@@ -255,6 +262,12 @@ def test_format_table_markdown_shows_percent_with_ci(runs):
     assert "| 10.0 ± 0.0 |" in lines[3]
 
 
+def test_format_table_markdown_gives_a_single_run_no_interval():
+    rows = stats.aggregate_table([_toy_run([0, 10, 20], [0.0, 0.5, 0.75])], bootstrap_reps=200)
+    row_line = stats.format_table_markdown(rows).strip().splitlines()[-1]
+    assert row_line == "| 3m | qmix | 1 | 20 | 75.0 (n=1) | 75.0 (n=1) | 75.0 (n=1) |"
+
+
 # --- figures ---
 
 
@@ -311,6 +324,26 @@ def test_legend_shows_the_range_of_runs_averaged_when_curves_extend():
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["qmix (n=1–2)"]
 
 
+def test_a_single_run_has_no_band_and_says_n_1():
+    (ax,) = build_figure([_toy_run([0, 10, 20], [0.0, 0.5, 1.0])]).get_axes()
+    assert not [item for item in ax.collections if isinstance(item, PolyCollection)]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["qmix (n=1)"]
+
+
+def test_plot_command_with_one_run_prints_no_zero_interval(runs_root, tmp_path, capsys):
+    import sys
+
+    from qmix import cli
+
+    one_run = runs_root / "20240101-000000-qmix-3m-0"
+    sys.argv = ["qmix", "plot", str(one_run), "--out", str(tmp_path / "one")]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "(n=1)" in printed and "± 0.0" not in printed and "+- 0.0" not in printed
+
+
 def test_plot_runs_rejects_an_empty_list(tmp_path):
     with pytest.raises(ValueError, match="no runs given"):
         plot_runs([], tmp_path / "nothing")
@@ -334,3 +367,91 @@ def test_plot_command_draws_the_fixture(runs_root, tmp_path, capsys):
     for ax in figure.axes[: len(MAPS)]:
         assert len([line for line in ax.get_lines() if line.get_linestyle() == "-"]) == len(ALGS)
         assert len([c for c in ax.collections if isinstance(c, PolyCollection)]) == len(ALGS)
+
+
+# --- a run folder's own learning curve ---
+
+
+def test_write_learning_curve_of_one_run(tmp_path):
+    run_dir = tmp_path / "run"
+    write_yaml(run_dir / "config.yaml", {"alg": "qmix", "map": "3m", "seed": 4, "num_seeds": 1})
+    write_metrics(run_dir / "metrics.jsonl", "qmix", 1)
+    paths = write_learning_curve(run_dir)
+    assert paths == [run_dir / "learning_curve.png", run_dir / "learning_curve.svg"]
+    assert paths[0].read_bytes().startswith(b"\x89PNG") and b"<svg" in paths[1].read_bytes()[:1000]
+    assert not [p for p in run_dir.iterdir() if p.name.endswith(".tmp")]
+    win_rate, test_return = build_learning_curve(load_runs([run_dir])).get_axes()
+    assert win_rate.get_ylabel() == "test win rate (%)" and test_return.get_ylabel() == "test return"
+    (line,) = win_rate.get_lines()
+    steps, values = known_curve("qmix", 1)
+    np.testing.assert_allclose(line.get_xdata(), steps)
+    np.testing.assert_allclose(line.get_ydata(), 100 * np.array(values))
+    assert [t.get_text() for t in win_rate.get_legend().get_texts()] == ["seed 4"]
+    assert not win_rate.collections  # no band
+
+
+def test_write_learning_curve_of_a_multi_seed_folder_draws_every_seed_and_their_mean(tmp_path):
+    run_dir = tmp_path / "seeds"
+    write_multi_seed_run(run_dir, "vdn", "2s3z")
+    write_learning_curve(run_dir)
+    assert (run_dir / "learning_curve.png").stat().st_size > 0
+    win_rate, _ = build_learning_curve(load_runs([run_dir])).get_axes()
+    labels = [t.get_text() for t in win_rate.get_legend().get_texts()]
+    assert labels == ["seed 0", "seed 1", "seed 2", "mean (n=3)"]
+    assert win_rate.get_title() == "vdn on 2s3z"
+
+
+def test_write_learning_curve_without_test_results_raises(tmp_path):
+    run_dir = tmp_path / "empty"
+    write_yaml(run_dir / "config.yaml", {"alg": "qmix", "map": "3m"})
+    (run_dir / "metrics.jsonl").write_text(json.dumps({"env_steps": 10, "loss": 1.0}) + "\n")
+    with pytest.raises(ValueError, match="no test results"):
+        write_learning_curve(run_dir)
+
+
+def _fake_training(run_dir):
+    """A stand-in for the training loop: it leaves a finished run folder and returns a summary of it."""
+    from types import SimpleNamespace
+
+    def train(config, out, force=False, progress=True):
+        return SimpleNamespace(run_dir=run_dir, env_steps=[110_000], wall_seconds=1.0, config=config,
+                               final_test_win_rate=[0.4], best_test_win_rate=[0.9])
+
+    return train
+
+
+def test_train_command_leaves_the_learning_curve_in_the_run_folder(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import qmix.run
+    from qmix import cli
+
+    run_dir = tmp_path / "run"
+    write_yaml(run_dir / "config.yaml", {"alg": "qmix", "map": "3m", "seed": 0})
+    write_metrics(run_dir / "metrics.jsonl", "qmix", 0)
+    monkeypatch.setattr(qmix.run, "train", _fake_training(run_dir))
+    monkeypatch.setattr(sys, "argv", ["qmix", "train", "--out", str(run_dir), "--no-progress"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 0
+    assert (run_dir / "learning_curve.png").stat().st_size > 0 and (run_dir / "learning_curve.svg").exists()
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_train_command_warns_once_when_the_figure_fails_and_still_succeeds(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import qmix.run
+    from qmix import cli
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()  # no metrics.jsonl: nothing to draw
+    monkeypatch.setattr(qmix.run, "train", _fake_training(run_dir))
+    monkeypatch.setattr(sys, "argv", ["qmix", "train", "--out", str(run_dir), "--no-progress"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "no learning curve written" in warnings[0]
+    assert "done: qmix on 3m" in captured.out and not list(run_dir.glob("learning_curve.*"))

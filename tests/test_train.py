@@ -32,7 +32,7 @@ def test_a_tiny_run_writes_a_complete_run_folder(tmp_path):
     config = build_config(preset="default", **TINY)
     summary = train(config, tmp_path / "run", progress=False)
     folder = summary.run_dir
-    assert yaml.safe_load((folder / "config.yaml").read_text()) == config.to_dict()
+    assert yaml.safe_load((folder / "config.yaml").read_text()) == {"config_format": 2, **config.to_dict()}
     records = lines(folder / "metrics.jsonl")
     assert records[0]["env_steps"] == 0 and records[-1]["env_steps"] >= TINY["env_steps"]
     for record in records:

@@ -74,6 +74,7 @@ def train(
         from qmix.run import train as run_training
 
         summary = run_training(config, out, force=force, progress=not no_progress)
+    _write_learning_curve(summary.run_dir)
     rate = sum(summary.env_steps) / max(summary.wall_seconds, 1e-9)
     wins = ", ".join(f"{w:.0%}" for w in summary.final_test_win_rate)
     best = ", ".join(f"{w:.0%}" for w in summary.best_test_win_rate)
@@ -82,6 +83,17 @@ def train(
         f"in {summary.wall_seconds:.0f} s ({rate:,.0f} env steps/s); final test win rate {wins} (best {best}); "
         f"run folder {summary.run_dir}"
     )
+
+
+def _write_learning_curve(run_dir: Path) -> None:
+    """learning_curve.png and .svg in a finished run's folder; a figure that fails is a warning, not an error."""
+    try:
+        from qmix.results.plots import write_learning_curve
+
+        write_learning_curve(run_dir)
+    except Exception as error:  # the run itself is finished and saved: never fail it for its figure
+        reason = (str(error).splitlines() or [type(error).__name__])[0]
+        typer.echo(f"qmix: warning: no learning curve written in {run_dir} ({reason})", err=True)
 
 
 def _resume_training(run_dir: Path, overrides: list[str] | None, settings: dict, refused: dict[str, bool],

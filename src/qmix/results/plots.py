@@ -1,11 +1,13 @@
 """Learning-curve figures as in the paper: test win rate against env steps, one panel per map, one line per
-method (mean over runs) with a shaded 95% confidence band, and the heuristic as a dashed line.
+method (mean over runs) with a shaded 95% confidence band (none for a single run), and the heuristic as a
+dashed line. `write_learning_curve` draws one run folder's own curves (every seed) into that folder.
 
 Figures are built on the Agg canvas directly (no pyplot, no screen, no global backend switch).
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import tempfile
@@ -16,7 +18,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from qmix.results.runs import Run, group_by_map_alg
+from qmix.results.runs import Run, group_by_map_alg, load_runs
 from qmix.results.stats import curve_stats
 
 # Fixed colours so a method looks the same in every panel and every figure.
@@ -34,6 +36,11 @@ METRIC_LABELS = {"test_win_rate": "test win rate (%)", "test_return": "test retu
 FORMATS = ("png", "svg")
 PANEL_SIZE = (4.8, 3.6)  # inches per panel
 MAX_COLUMNS = 3
+DPI = 150
+PNG_COLOURS = 128  # PNGs are saved as palette images: about a third of the size, no visible difference
+LEARNING_CURVE_STEM = "learning_curve"  # <run folder>/learning_curve.png and .svg
+LEARNING_CURVE_DPI = 100  # a run folder's own figure: small enough to keep beside its logs
+LEARNING_CURVE_COLOURS = 64  # thin lines and no bands: fewer colours suffice
 
 
 def plot_runs(
@@ -98,16 +105,58 @@ def alg_colours(algs) -> dict[str, str]:
     return {**ALG_COLOURS, **colours}
 
 
-def save_figure(figure: Figure, out_path_stem: str | Path) -> list[Path]:
-    """Save as `<stem>.png` and `<stem>.svg`, each written whole or not at all."""
+def save_figure(
+    figure: Figure, out_path_stem: str | Path, dpi: int = DPI, png_colours: int | None = PNG_COLOURS
+) -> list[Path]:
+    """Save as `<stem>.png` and `<stem>.svg`, each written whole or not at all; the PNG holds a palette of
+    `png_colours` colours (None: full colour)."""
     stem = _strip_image_suffix(Path(out_path_stem))
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
     for image_format in FORMATS:
         path = Path(f"{stem}.{image_format}")
-        _save_atomically(figure, path, image_format)
+        _save_atomically(figure, path, image_format, dpi, png_colours)
         paths.append(path)
     return paths
+
+
+def write_learning_curve(run_dir: str | Path) -> list[Path]:
+    """Draw a run folder's test win rate and test return against env steps, one line per seed (and their
+    mean with several seeds), into `<run_dir>/learning_curve.png` and `.svg`; returns the two paths.
+
+    `run_dir` is a folder `qmix train` wrote: one run, or a `--seeds K` folder with its `seed_<k>/`
+    sub-folders. Raises ValueError when it holds no test results yet.
+    """
+    run_dir = Path(run_dir)
+    figure = build_learning_curve(load_runs([run_dir]), title=run_dir.name)
+    return save_figure(figure, run_dir / LEARNING_CURVE_STEM, dpi=LEARNING_CURVE_DPI,
+                       png_colours=LEARNING_CURVE_COLOURS)
+
+
+def build_learning_curve(runs: Sequence[Run], title: str | None = None) -> Figure:
+    """The figure `write_learning_curve` saves: a win-rate panel and, where logged, a return panel."""
+    if not runs:
+        raise ValueError("Nothing to plot: no runs given; pass a run folder that holds metrics.jsonl.")
+    keys = [key for key in ("test_win_rate", "test_return") if any(run.curve(key)[0].size for run in runs)]
+    figure, axes = _panel_grid(len(keys))
+    colours = [f"C{index % 10}" for index in range(len(runs))]
+    for ax, key in zip(axes, keys, strict=True):
+        scale = _percent_scale(key)
+        several = len(runs) > 1
+        for run, colour in zip(runs, colours, strict=True):
+            steps, values = run.curve(key)
+            label = f"seed {'?' if run.seed is None else run.seed}"
+            ax.plot(steps, scale * values, color=colour, label=label, linewidth=0.8 if several else 1.2,
+                    alpha=0.6 if several else 1.0, marker="o" if steps.size == 1 else None)
+        if several:
+            stats = curve_stats(runs, key)
+            ax.plot(stats.env_steps, scale * stats.mean, color="black", linewidth=1.6,
+                    label=f"mean (n={len(runs)})")
+        algs, maps = {run.alg for run in runs}, {run.map for run in runs}
+        _style_panel(ax, f"{'/'.join(sorted(algs))} on {'/'.join(sorted(maps))}", key)
+    if title:
+        figure.suptitle(title)
+    return figure
 
 
 def _panel_grid(n_panels: int) -> tuple[Figure, list]:
@@ -129,7 +178,8 @@ def _draw_panel(ax, map_name: str, by_alg: dict[str, list[Run]], key, colours, h
         colour = colours[alg]
         marker = "o" if stats.env_steps.size == 1 else None  # a single test point is invisible as a line
         ax.plot(stats.env_steps, scale * stats.mean, color=colour, label=label, marker=marker)
-        ax.fill_between(stats.env_steps, scale * stats.ci_low, scale * stats.ci_high, color=colour, alpha=0.2)
+        if max(stats.n_runs) > 1:  # one run has no interval: no band rather than a zero-width one
+            ax.fill_between(stats.env_steps, scale * stats.ci_low, scale * stats.ci_high, color=colour, alpha=0.2)
     if heuristic_value is not None:
         ax.axhline(scale * heuristic_value, label="heuristic", **HEURISTIC_STYLE)
     _style_panel(ax, map_name, key)
@@ -163,13 +213,29 @@ def _strip_image_suffix(path: Path) -> Path:
     return path
 
 
-def _save_atomically(figure: Figure, path: Path, image_format: str) -> None:
+def _save_atomically(
+    figure: Figure, path: Path, image_format: str, dpi: int = DPI, png_colours: int | None = None
+) -> None:
     # A temp file in the same folder, then a rename: readers never see a half-written image.
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
-        figure.savefig(temp_name, format=image_format, dpi=150)
+        if image_format == "png" and png_colours:
+            _save_palette_png(figure, temp_name, dpi, png_colours)
+        else:
+            figure.savefig(temp_name, format=image_format, dpi=dpi)
+        os.chmod(temp_name, 0o644)  # mkstemp makes it private; a figure is for reading like the run's other files
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def _save_palette_png(figure: Figure, path: str, dpi: int, colours: int) -> None:
+    from PIL import Image  # matplotlib's own dependency
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=colours).save(path, format="PNG", optimize=True)

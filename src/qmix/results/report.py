@@ -132,10 +132,19 @@ def _comparison_section(title, out, stem, runs, heuristic, note) -> list[str]:
         return [f"## {title}", "", "No runs.", ""]
     paths = plot_runs(runs, out / stem, heuristic={m: r["win_rate"] for m, r in heuristic.items()}, title=title)
     rows = aggregate_table(runs, final_tests=FINAL_TESTS)
-    lines = [f"## {title}", "", note, "", f"![{title}]({paths[0].name})", "",
-             f"Final = mean of each run's last {FINAL_TESTS} tests; mean and 95% CI over runs; IQM with a "
-             "bootstrap 95% CI.", "", format_table_markdown(rows), ""]
+    lines = [f"## {title}", "", note, ""]
+    lines += _figure_link(title, paths[0], out)
+    lines += [f"Final = mean of each run's last {FINAL_TESTS} tests; mean and 95% CI over runs; IQM with a "
+              "bootstrap 95% CI.", "", format_table_markdown(rows), ""]
     return lines
+
+
+def _figure_link(title: str, figure: Path, out: Path) -> list[str]:
+    """The Markdown image of a figure in the report's folder, relative to report.md; nothing for a figure
+    that is not there, so the report never links a missing image."""
+    if not figure.is_file():
+        return []
+    return [f"![{title}]({figure.resolve().relative_to(out.resolve()).as_posix()})", ""]
 
 
 def _smac_reference(main_maps) -> list[str]:
@@ -143,7 +152,7 @@ def _smac_reference(main_maps) -> list[str]:
     if not rows:
         return []
     lines = ["For reference, the SMAC benchmark's median test win rates after 2M steps on the real game "
-             "(IQL / VDN / QMIX, the SMAC benchmark, Samvelyan et al., 2019): "
+             "(IQL / VDN / QMIX; Samvelyan et al., The StarCraft Multi-Agent Challenge, arXiv 1902.04043): "
              + "; ".join(f"{m}: {'/'.join(str(v) for v in SMAC_MEDIANS[m])}%" for m in rows) + ".", ""]
     return lines
 
@@ -164,7 +173,7 @@ def write_report(
              f"{scale.description}. Preset `{scale.preset}`, {scale.seeds} seeds per method, "
              f"{scale.env_steps:,} env steps per run, SMAX maps against SMAX's scripted enemy, SMAC-style reward. "
              f"Written {datetime.now():%Y-%m-%d %H:%M}; made by `qmix reproduce --scale {scale_name}`.", "",
-             "## The paper's claims (Rashid et al., 2018, section 6)", "", "| claim | verdict | evidence |", "|---|---|---|"]
+             "## The paper's claims (Rashid et al., ICML 2018, Section 7)", "", "| claim | verdict | evidence |", "|---|---|---|"]
     lines += [f"| {c.text} | **{c.verdict}** | {c.evidence} |" for c in claims]
     missing = [f"{alg} on {map_name}" for map_name, alg in pairs
                if not any(p.name == f"{map_name}-{alg}" for p in finished)]

@@ -7,7 +7,8 @@ one shared grid of env steps before averaging. By default the grid spans only th
 shows unfinished runs at the cost of a changing number of runs along the curve.
 
 Intervals. The 95% CI is the Student-t interval of the mean over runs, mean +- t_{0.975, n-1} * sd / sqrt(n)
-with the sample standard deviation (ddof=1); a single run gives a zero-width interval.
+with the sample standard deviation (ddof=1); a single run gives a zero-width interval, which the figures
+draw as no band and the table writes as "(n=1)" instead of an interval.
 
 Table. A run's final win rate is the mean of its last `final_tests` test results (default 1: the last test, the
 result at the end of training); its best win rate is the maximum over all its tests. The interquartile mean (IQM)
@@ -254,20 +255,24 @@ def _format_row(row: TableRow) -> str:
         row.alg,
         str(row.n_runs),
         _format_steps_range(row.env_steps_min, row.env_steps_max),
-        _format_mean_ci(row.final_mean, row.final_ci),
-        _format_mean_ci(row.best_mean, row.best_ci),
+        _format_mean_ci(row.final_mean, row.final_ci, row.n_runs),
+        _format_mean_ci(row.best_mean, row.best_ci, row.n_runs),
         _format_iqm(row),
     ]
     return "| " + " | ".join(cells) + " |"
 
 
-def _format_mean_ci(mean: float, half_width: float) -> str:
+def _format_mean_ci(mean: float, half_width: float, n_runs: int) -> str:
+    if n_runs == 1:  # one run has no interval over runs; "± 0.0" would claim one
+        return f"{100 * mean:.1f} (n=1)"
     return f"{100 * mean:.1f} ± {100 * half_width:.1f}"
 
 
 def _format_iqm(row: TableRow) -> str:
     if row.iqm is None or row.iqm_low is None or row.iqm_high is None:
         return "–"
+    if row.n_runs == 1:
+        return f"{100 * row.iqm:.1f} (n=1)"
     return f"{100 * row.iqm:.1f} [{100 * row.iqm_low:.1f}, {100 * row.iqm_high:.1f}]"
 
 

@@ -1,0 +1,66 @@
+"""How much memory a task needs: an estimate of its replay buffers, from the environment's dimensions.
+
+The replay holds `buffer_size_episodes` whole episodes per seed, each padded to the episode limit:
+observations, state and available actions for T+1 slots, actions, reward and three flags for T steps.
+The estimate is what the scheduler reserves for a task (Ray's `memory` resource), so that tasks whose
+replays do not fit side by side on a node are not started side by side.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+from qmix.config import Config
+
+FLOAT32 = 4
+INT32 = 4
+BOOL = 1
+# Besides its replay a training process holds the JAX runtime, the compiled programs, the networks and
+# the learner's batch: measured at about 0.6-0.8 GB on the small maps (docs/sweeps.md).
+PROCESS_OVERHEAD_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class EnvDims:
+    n_agents: int
+    n_actions: int
+    obs_dim: int
+    state_dim: int
+    episode_limit: int
+
+
+@functools.cache
+def env_dims(map_name: str, reward: str = "smac", episode_limit: int = 0, backend: str = "smax") -> EnvDims:
+    """The dimensions the replay is laid out by, read from the environment itself."""
+    from qmix.envs import make_env
+
+    env = make_env(map_name, reward=reward, episode_limit=episode_limit, backend=backend)
+    return EnvDims(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit)
+
+
+def episode_bytes(dims: EnvDims) -> int:
+    """One stored episode: float32 observations and state, bool availability, int32 actions, flags."""
+    slots, steps, n = dims.episode_limit + 1, dims.episode_limit, dims.n_agents
+    per_slot = n * dims.obs_dim * FLOAT32 + dims.state_dim * FLOAT32 + n * dims.n_actions * BOOL
+    per_step = n * INT32 + FLOAT32 + 3 * BOOL  # actions, reward, terminated / truncated / filled
+    return slots * per_slot + steps * per_step
+
+
+def replay_bytes(config: Config) -> int:
+    """The replay buffers of every seed of one run (all seeds of a run are one process)."""
+    dims = env_dims(config.map, config.reward, config.episode_limit, config.backend)
+    return config.buffer_size_episodes * episode_bytes(dims) * config.num_seeds
+
+
+def task_memory_bytes(config: Config) -> int:
+    """What a task declares to the scheduler: its replays plus one process's fixed overhead."""
+    return replay_bytes(config) + PROCESS_OVERHEAD_BYTES
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit in ("B", "KB") else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"

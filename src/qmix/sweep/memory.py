@@ -16,9 +16,12 @@ from qmix.config import Config
 FLOAT32 = 4
 INT32 = 4
 BOOL = 1
-# Besides its replay a training process holds the JAX runtime, the compiled programs, the networks and
-# the learner's batch: measured at about 0.6-0.8 GB on the small maps (docs/sweeps.md).
-PROCESS_OVERHEAD_BYTES = 1 << 30
+# Peak resident size of one training process, measured with benchmarks/gpu.py (docs/sweeps.md): 1.95 GB
+# on 3m (2.83 GB with 3 seeds), 3.55 GB on 2s3z, 6.81 GB on 8m, against replay estimates of 0.39 GB per
+# seed, 1.97 and 4.79 GB: about 1.15 x the replay (copies while episodes are written and batches sampled)
+# plus 1.3-1.6 GB per process (the JAX runtime, compiled programs, environments, networks).
+REPLAY_FACTOR = 1.2
+PROCESS_OVERHEAD_BYTES = 1_600_000_000
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,8 @@ def replay_bytes(config: Config) -> int:
 
 
 def task_memory_bytes(config: Config) -> int:
-    """What a task declares to the scheduler: its replays plus one process's fixed overhead."""
-    return replay_bytes(config) + PROCESS_OVERHEAD_BYTES
+    """What a task declares to the scheduler: its replays, their transient copies, one process's overhead."""
+    return int(REPLAY_FACTOR * replay_bytes(config)) + PROCESS_OVERHEAD_BYTES
 
 
 def format_bytes(n: float) -> str:

@@ -48,13 +48,21 @@ def _node_address() -> str:
     return socket.gethostname()
 
 
+def _node_id() -> str:
+    with contextlib.suppress(Exception):
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    return ""
+
+
 def _record_attempt(out: Path, task: Task, sweep_id: str) -> int:
     """Count this attempt in the task's status file (the driver shows it; a retry is attempt 2, ...)."""
     previous = read_status(out, task.name)
     attempt = previous.get("attempt", 0) + 1 if previous.get("sweep_id") == sweep_id else 1
     write_atomic(status_path(out, task.name), json.dumps({
         "sweep_id": sweep_id, "attempt": attempt, "pid": os.getpid(), "node": _node_address(),
-        "started": time.time(),
+        "node_id": _node_id(), "started": time.time(),
     }))
     return attempt
 

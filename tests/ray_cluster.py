@@ -6,6 +6,7 @@ free port, so parallel test runs do not collide; stopping the cluster ends exact
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -32,7 +33,9 @@ def source_path_environment() -> dict[str, str]:
 
     source = str(Path(qmix.__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{path}" if path else source}
+    return {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{path}" if path else source,
+            # a private cluster on the loopback, for this test only: no auth token to share between its processes
+            "RAY_AUTH_MODE": "disabled"}
 
 
 class LoopbackCluster:
@@ -43,6 +46,13 @@ class LoopbackCluster:
         self.environment = source_path_environment()
         self.processes: list[subprocess.Popen] = []
         self.logs = []
+        try:
+            self._start_nodes(nodes, cpus_per_node)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_nodes(self, nodes: int, cpus_per_node: int) -> None:
         common = ["--num-cpus", str(cpus_per_node), "--object-store-memory", OBJECT_STORE,
                   "--node-ip-address", "127.0.0.1", "--block", "--disable-usage-stats"]
         self._start(["--head", "--port", str(self.port), "--include-dashboard=false",
@@ -53,7 +63,7 @@ class LoopbackCluster:
         self._wait_for_nodes(nodes)
 
     def _start(self, arguments: list[str]) -> None:
-        log = open(self.temp / f"node{len(self.processes)}.log", "w")
+        log = open(self.temp / f"node{len(self.processes)}.log", "w")  # noqa: SIM115 (closed in stop())
         self.logs.append(log)
         self.processes.append(subprocess.Popen([RAY, "start", *arguments], stdout=log, stderr=subprocess.STDOUT,
                                                env=self.environment, start_new_session=True))
@@ -75,21 +85,30 @@ class LoopbackCluster:
         raise RuntimeError(f"the cluster did not reach {count} nodes in {timeout:.0f} s; see {self.temp}")
 
     def stop(self) -> None:
-        for process in reversed(self.processes):  # workers first, then the head
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in reversed(self.processes):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        """End every process of each node: `ray start` and the daemons it started share its process group."""
+        for signal_number in (signal.SIGTERM, signal.SIGKILL):
+            for process in reversed(self.processes):  # workers first, then the head
+                _signal_group(process.pid, signal_number)
+            deadline = time.time() + 30
+            while time.time() < deadline and any(p.poll() is None or _group_alive(p.pid) for p in self.processes):
+                time.sleep(0.5)  # poll() reaps `ray start`; its daemons are reaped by init once it is gone
         for process in self.processes:
-            # the node's own daemons share its process group; none must outlive the test
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            process.wait(timeout=10)
         for log in self.logs:
             log.close()
         shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _signal_group(group: int, signal_number: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal_number)
+
+
+def _group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True

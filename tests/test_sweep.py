@@ -117,6 +117,26 @@ def test_a_run_folder_is_done_resumable_fresh_or_in_the_way(tmp_path):
     assert found.state is RunState.CONFLICT and "lr 0.001 (saved) vs 0.01" in found.detail
 
 
+def test_the_status_line_counts_runs_and_env_steps_from_the_run_folders(tmp_path):
+    import io
+
+    from qmix.sweep.execute import Outcome
+    from qmix.sweep.progress import SweepDisplay
+
+    base = build_config(preset="default", map="3m", env_steps=1000)
+    first, second, third = make_tasks(tmp_path, base, "3m-qmix", [0, 1, 2], 1, None)
+    (first.run_dir).mkdir(parents=True)
+    (first.run_dir / "metrics.jsonl").write_text(json.dumps({"env_steps": 400}) + "\n" + '{"env_st')  # being written
+    display = SweepDisplay(tmp_path, enabled=False, stream=io.StringIO())
+    display.start([first, second, third], {})
+    display.submitted(first)
+    line = display.status_line()
+    assert line.startswith("runs: 0 done, 0 running, 0 failed, 3 queued | env steps 400 / 3,000")
+    display.finished(Outcome(third, "failed", "ValueError: boom"))
+    assert "failed 3m-qmix/seed_2: ValueError: boom" in display.stream.getvalue()
+    assert display.counts() == {"done": 0, "running": 0, "failed": 1, "queued": 2}
+
+
 # ----- on a real two-node cluster -----
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,7 @@ class SweepDisplay:
 
     def finished(self, outcome) -> None:
         task = outcome.task
+        self.outcomes[task.name] = outcome
         if outcome.status == "done":
             rates = outcome.result.get("final_test_win_rate", [])
             wins = ", ".join(f"{w:.0%}" for w in rates)

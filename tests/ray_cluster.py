@@ -89,7 +89,7 @@ class LoopbackCluster:
         for signal_number in (signal.SIGTERM, signal.SIGKILL):
             for process in reversed(self.processes):  # workers first, then the head
                 _signal_group(process.pid, signal_number)
-            deadline = time.time() + 30
+            deadline = time.time() + (10 if signal_number == signal.SIGTERM else 30)
             while time.time() < deadline and any(p.poll() is None or _group_alive(p.pid) for p in self.processes):
                 time.sleep(0.5)  # poll() reaps `ray start`; its daemons are reaped by init once it is gone
         for process in self.processes:

@@ -16,12 +16,13 @@ from qmix.config import Config
 FLOAT32 = 4
 INT32 = 4
 BOOL = 1
-# Peak resident size of one training process, measured with benchmarks/gpu.py (docs/sweeps.md): 1.95 GB
-# on 3m (2.83 GB with 3 seeds), 3.55 GB on 2s3z, 6.81 GB on 8m, against replay estimates of 0.39 GB per
-# seed, 1.97 and 4.79 GB: about 1.15 x the replay (copies while episodes are written and batches sampled)
-# plus 1.3-1.6 GB per process (the JAX runtime, compiled programs, environments, networks).
+# Peak resident size of one training process, measured (docs/sweeps.md): 1.95 GB on 3m (2.83 GB with 3
+# seeds; 3.11 GB for 3 seeds in a Ray worker over 1M env steps), 3.55 GB on 2s3z, 6.81 GB on 8m, against
+# replay estimates of 0.39 GB per seed, 1.97 and 4.79 GB: about 1.15 x the replay (copies while episodes
+# are written and batches sampled) plus 1.3-1.8 GB per process (the JAX runtime, compiled programs,
+# environments, networks).
 REPLAY_FACTOR = 1.2
-PROCESS_OVERHEAD_BYTES = 1_600_000_000
+PROCESS_OVERHEAD_BYTES = 1_800_000_000
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,18 @@ def test_the_command_line_exits_2_on_a_bad_sweep_file_without_a_traceback(tmp_pa
         "qmix, vdn, iql, qmix_ns, qmix_lin, vdn_s"]
 
 
+def test_an_unreachable_cluster_gets_one_line_and_exit_code_2(tmp_path):
+    from ray_cluster import free_port
+
+    spec = tmp_path / "ok.yaml"
+    spec.write_text(f"maps: [two_step]\npreset: two_step\nout: {tmp_path / 'out'}\n")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    done = subprocess.run([sys.executable, "-m", "qmix.cli", "sweep", str(spec), "--address", address],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"qmix: error: cannot reach a Ray cluster at '{address}'")
+
+
 # ----- the plan -----
 
 def test_seeds_are_split_into_even_groups_of_consecutive_seeds():

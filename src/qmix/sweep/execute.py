@@ -10,6 +10,7 @@ the cluster can run, so the order of the list is the order in which runs start.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 import warnings
 from collections.abc import Callable
@@ -43,6 +44,18 @@ class ClusterInfo:
     largest_node_memory: int  # bytes of Ray's `memory` resource on the biggest node
 
 
+def _check_reachable(address: str) -> None:
+    """Ray retries an unreachable head for minutes; a refused connection is worth one line at once."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", "ray://...": left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise ConfigError(f"cannot reach a Ray cluster at '{address}' ({error.strerror or error}); start one with "
+                          "`ray start --head` or fix --address") from None
+
+
 def start_ray(address: str | None = None, cpus: int | None = None, gpus: int | None = None,
               memory: int | None = None) -> ClusterInfo:
     """Join the cluster at `address`, or start Ray on this machine (all its cores unless `cpus`)."""
@@ -53,6 +66,7 @@ def start_ray(address: str | None = None, cpus: int | None = None, gpus: int | N
         if cpus is not None or gpus is not None or memory is not None:
             raise ConfigError("--cpus, --gpus and --memory size a local Ray; a cluster's nodes are sized by "
                               "their own `ray start`; drop them or drop --address")
+        _check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
         except ConnectionError as error:

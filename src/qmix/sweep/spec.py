@@ -159,7 +159,9 @@ def check_settings(spec: SweepSpec, where: str) -> None:
             build_config(preset=spec.preset, overrides={**spec.settings, **point}, map=map_name, alg=alg,
                          env_steps=spec.env_steps)
         except ConfigError as error:
-            raise ConfigError(f"{where}: {error}") from None
+            # build_config names the overrides "override"; here they are the file's settings and grid
+            message = str(error).replace("override: ", "settings or grid: ", 1)
+            raise ConfigError(f"{where}: {message}") from None
 
 
 def load_spec(path: Path, out: Path | None = None) -> SweepSpec:

@@ -99,7 +99,7 @@ def test_a_grid_makes_one_folder_per_map_alg_and_point_with_seed_groups(tmp_path
 
 
 def test_the_replay_estimate_follows_the_environment_and_sizes_the_seed_groups(tmp_path):
-    dims = env_dims("8m")
+    dims = env_dims(build_config(preset="default", map="8m"))
     # 8m: 8 agents, 221 observation floats, 121 slots: the observations alone are 4.28 GB for 5000 episodes
     assert 5000 * 121 * 8 * 221 * 4 < 5000 * episode_bytes(dims) < 1.15 * 5000 * 121 * 8 * 221 * 4
     config = build_config(preset="default", map="8m", num_seeds=3)

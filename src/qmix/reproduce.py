@@ -1,6 +1,6 @@
 """`qmix reproduce`: the paper's experiments in one command, with a report beside the paper's numbers.
 
-Three parts (PAPER.md sections 3, 4): the two-step game (Table 1); the micromanagement comparison of IQL,
+Three parts (Rashid et al., 2018, sections 5 and 6): the two-step game (Table 1); the micromanagement comparison of IQL,
 VDN and QMIX; the ablations (QMIX, QMIX-NS, QMIX-Lin, VDN-S). Each (map, algorithm) pair is one folder
 `runs/<map>-<alg>/` of its seeds, trained as Ray tasks by the sweep machinery (qmix.sweep): seeds side by
 side in one task when their replays fit in a node's memory, else in groups (`seed_<s>/`, `seeds_<a>-<b>/`).

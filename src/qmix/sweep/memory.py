@@ -8,7 +8,9 @@ replays do not fit side by side on a node are not started side by side.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 from dataclasses import dataclass
 
 from qmix.config import Config
@@ -34,12 +36,21 @@ class EnvDims:
     episode_limit: int
 
 
-@functools.cache
-def env_dims(map_name: str, reward: str = "smac", episode_limit: int = 0, backend: str = "smax") -> EnvDims:
+def env_dims(config: Config) -> EnvDims:
     """The dimensions the replay is laid out by, read from the environment itself."""
+    # Only the environment's settings matter: one environment is built per map, not per seed or setting.
+    return _env_dims(dataclasses.replace(config, seed=0, num_seeds=1))
+
+
+@functools.cache
+def _env_dims(config: Config) -> EnvDims:
     from qmix.envs import make_env
 
-    env = make_env(map_name, reward=reward, episode_limit=episode_limit, backend=backend)
+    # make_env(config) where it takes the config, make_env(name, reward=..., ...) where it takes a map name
+    if next(iter(inspect.signature(make_env).parameters)) == "config":
+        env = make_env(config)
+    else:
+        env = make_env(config.map, reward=config.reward, episode_limit=config.episode_limit, backend=config.backend)
     return EnvDims(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit)
 
 
@@ -53,7 +64,7 @@ def episode_bytes(dims: EnvDims) -> int:
 
 def replay_bytes(config: Config) -> int:
     """The replay buffers of every seed of one run (all seeds of a run are one process)."""
-    dims = env_dims(config.map, config.reward, config.episode_limit, config.backend)
+    dims = env_dims(config)
     return config.buffer_size_episodes * episode_bytes(dims) * config.num_seeds
 
 

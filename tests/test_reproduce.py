@@ -1,4 +1,5 @@
-"""`qmix reproduce`: the claim checks on known numbers, and the smoke scale end to end."""
+"""`qmix reproduce`: the claim checks on known numbers, the plans and their order, and the smoke scale end to
+end as Ray tasks."""
 
 import re
 import sys
@@ -7,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qmix.reproduce import SCALES, plan
+from qmix.reproduce import PAPER_MAPS, SCALES, ordered, pair_tasks, plan
 from qmix.results.report import evaluate_claims
 from qmix.results.stats import TableRow
 
@@ -43,6 +44,22 @@ def test_plans_cover_both_comparisons_once():
     assert SCALES["paper"].seeds == 20
 
 
+def test_the_medium_scale_does_qmix_on_all_six_maps_first():
+    medium = SCALES["medium"]
+    assert (medium.seeds, medium.env_steps, medium.maps) == (3, 1_000_000, PAPER_MAPS)
+    pairs = plan(medium)
+    assert len(pairs) == 6 * 3 + 2 * 3  # IQL, VDN, QMIX on six maps; QMIX-NS, QMIX-Lin, VDN-S on 2s3z, 3s5z
+    first = ordered(pairs, "qmix-first")
+    assert first[:6] == [(m, "qmix") for m in PAPER_MAPS] and sorted(first) == sorted(pairs)
+    assert ordered(pairs, "plan") == pairs
+
+
+def test_big_maps_split_their_seeds_to_fit_the_memory_of_a_node(tmp_path):
+    tasks = pair_tasks(SCALES["medium"], [("3m", "qmix"), ("1c3s5z", "qmix")], tmp_path, memory_limit=13 * 10**9)
+    assert [t.name for t in tasks] == ["3m-qmix", "1c3s5z-qmix/seed_0", "1c3s5z-qmix/seed_1", "1c3s5z-qmix/seed_2"]
+    assert all(t.memory <= 13 * 10**9 for t in tasks)
+
+
 def test_smoke_scale_runs_end_to_end(tmp_path, capsys):
     from qmix import cli
 
@@ -57,32 +74,14 @@ def test_smoke_scale_runs_end_to_end(tmp_path, capsys):
     assert (out / "main.png").stat().st_size > 0 and (out / "ablations.svg").exists()
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
         assert (out / image).is_file(), image  # every figure the report shows is beside it
-    # a second call reuses every finished run
+    # a second call skips every finished run
+    capsys.readouterr()
     sys.argv = ["qmix", "reproduce", "--scale", "smoke", "--out", str(out), "--no-progress"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main()
-    assert capsys.readouterr().out.count("reusing") == 6
-
-
-def test_parallel_workers_share_the_pairs(tmp_path, monkeypatch):
-    """A pair another process is training (its lock held) is skipped; the lock goes when its holder ends."""
-    from qmix import reproduce as rep
-    from qmix.results import report
-
-    trained = []
-    monkeypatch.setattr(rep, "two_step_results", lambda scale, out: {})
-    monkeypatch.setattr(rep, "heuristic_results", lambda scale, maps, out: {})
-    monkeypatch.setattr(report, "write_report", lambda out, *args: out / "report.md")
-    monkeypatch.setattr(rep, "run_pair", lambda scale, m, a, out, progress: trained.append((m, a)))
-    busy = tmp_path / "runs" / "3m-vdn"
-    with rep.claim(busy) as mine:
-        assert mine
-        with rep.claim(busy) as again:
-            assert not again  # a second claim, as another process would make it, fails
-        rep.reproduce("smoke", tmp_path, progress=False)
-    assert ("3m", "vdn") not in trained and ("3m", "iql") in trained and ("3m", "qmix") in trained
-    with rep.claim(busy) as mine:
-        assert mine  # released
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert printed.count("skipped ") == 6 and "0 trained, 6 finished before, 0 failed of 6 tasks" in printed
 
 
 def test_the_report_links_a_figure_only_when_it_is_there(tmp_path, monkeypatch):
@@ -98,3 +97,4 @@ def test_the_report_links_a_figure_only_when_it_is_there(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "plot_runs", lambda runs, stem, **kwargs: [tmp_path / "gone.png"])
     lines = report._comparison_section("Gone", tmp_path, "gone", runs, {}, "note")
     assert not [line for line in lines if line.startswith("![")]
+

@@ -227,18 +227,67 @@ def plot(
 
 @app.command()
 def reproduce(
-    scale: Annotated[str, typer.Option(help="smoke (minutes), small (a few hours on 2 cores), paper (full)")] = "small",
+    scale: Annotated[str, typer.Option(help="smoke (minutes), small (a few hours on 2 cores), medium (six maps, 1M "
+                                       "steps), paper (full)")] = "small",
     maps: Annotated[list[str] | None, typer.Option("--maps", help="limit the maps (repeat the option)")] = None,
     out: Annotated[Path, typer.Option("--out", help="folder for runs, figures and report.md")] = Path(
         "reproduction"
     ),
     no_progress: Annotated[bool, typer.Option("--no-progress", help="no progress bars")] = False,
     report_only: Annotated[bool, typer.Option("--report-only", help="train nothing; report the runs present")] = False,
+    address: Annotated[str | None, typer.Option("--address", help="run the tasks on this Ray cluster; "
+                                                "default: Ray on this machine")] = None,
+    cpus: Annotated[int | None, typer.Option("--cpus", help="local Ray: CPUs to use [default: all]")] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="local Ray: GPUs to use [default: all found]")] = None,
+    memory: Annotated[float | None, typer.Option("--memory", help="local Ray: GB of memory tasks may reserve")] = None,
+    order: Annotated[str, typer.Option(help="qmix-first (QMIX on every map, then the rest) or plan")] = "qmix-first",
+    max_running: Annotated[int | None, typer.Option("--max-running", help="at most this many tasks at once")] = None,
 ) -> None:
     """The paper's experiments: two-step game, IQL/VDN/QMIX on the maps, ablations; then report.md."""
+    _ray_options(cpus, gpus, memory, max_running)
+    from qmix.reproduce import ReproductionFailed
     from qmix.reproduce import reproduce as run_reproduction
 
-    run_reproduction(scale, out, maps=maps, progress=not no_progress, report_only=report_only)
+    try:
+        run_reproduction(scale, out, maps=maps, progress=not no_progress, report_only=report_only, address=address,
+                         cpus=cpus, gpus=gpus, memory=int(memory * 1e9) if memory else None, order=order,
+                         max_running=max_running)
+    except ReproductionFailed as error:
+        fail(str(error), code=1)
+
+
+def _ray_options(cpus: int | None, gpus: int | None, memory: float | None, max_running: int | None) -> None:
+    for name, value in (("--cpus", cpus), ("--gpus", gpus), ("--max-running", max_running)):
+        if value is not None and value < (0 if name == "--gpus" else 1):
+            fail(f"{name} must be at least {0 if name == '--gpus' else 1}, got {value}")
+    if memory is not None and memory <= 0:
+        fail(f"--memory must be a positive number of GB, got {memory}")
+
+
+@app.command()
+def sweep(
+    spec: Annotated[Path, typer.Argument(help="sweep file (YAML): maps, algs, seeds, seed_group, settings, grid, out")],
+    out: Annotated[Path | None, typer.Option("--out", help="storage folder for the run folders (wins over the "
+                                             "file's out)")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="join this Ray cluster (e.g. 10.0.0.1:6379); "
+                                                "default: start Ray on this machine")] = None,
+    cpus: Annotated[int | None, typer.Option("--cpus", help="local Ray: CPUs to use [default: all]")] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="local Ray: GPUs to use [default: all found]")] = None,
+    memory: Annotated[float | None, typer.Option("--memory", help="local Ray: GB of memory tasks may reserve "
+                                                 "[default: the machine's available memory]")] = None,
+    max_running: Annotated[int | None, typer.Option("--max-running", help="at most this many tasks at once")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="status lines instead of a live table")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the tasks and what they declare; train nothing")] = False,
+) -> None:
+    """Train a grid of runs as Ray tasks (locally, or on a cluster with --address); finished runs are skipped."""
+    _ray_options(cpus, gpus, memory, max_running)
+    from qmix.sweep import run_sweep
+
+    outcomes = run_sweep(spec, out, address=address, cpus=cpus, gpus=gpus,
+                         memory=int(memory * 1e9) if memory else None, progress=not no_progress,
+                         max_running=max_running, dry_run=dry_run)
+    if any(o.status == "failed" for o in outcomes):
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -1,24 +1,23 @@
 """`qmix reproduce`: the paper's experiments in one command, with a report beside the paper's numbers.
 
 Three parts (Rashid et al., 2018, sections 5 and 6): the two-step game (Table 1); the micromanagement comparison of IQL,
-VDN and QMIX; the ablations (QMIX, QMIX-NS, QMIX-Lin, VDN-S). Each (map, algorithm) pair is one run folder
-with all its seeds trained side by side; a pair whose folder is complete is reused, not rerun.
-Several `qmix reproduce` processes with the same --out share the work: each pair is locked while it trains.
+VDN and QMIX; the ablations (QMIX, QMIX-NS, QMIX-Lin, VDN-S). Each (map, algorithm) pair is one folder
+`runs/<map>-<alg>/` of its seeds, trained as Ray tasks by the sweep machinery (qmix.sweep): seeds side by
+side in one task when their replays fit in a node's memory, else in groups (`seed_<s>/`, `seeds_<a>-<b>/`).
+Finished runs are skipped; a run whose worker dies resumes from its newest checkpoint; the report is
+rewritten after every finished pair, so an interrupted reproduction still reports what it has.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qmix.config import ConfigError, build_config
-from qmix.run import PARAMS_FILE, resume, train, write_atomic
+from qmix.checkpoint import write_atomic
+from qmix.config import ConfigError, build_config, replace
 
 PAPER_MAPS = ["3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z"]
 MAIN_ALGS = ["iql", "vdn", "qmix"]
@@ -55,6 +54,14 @@ SCALES = {
         two_step_episodes=5000, two_step_seeds=5, heuristic_episodes=500,
         overrides=dict(test_interval_env_steps=10_000, test_episodes=32),
     ),
+    "medium": Scale(
+        description="the six maps at 1M env steps, 3 seeds per method, tuned settings: days on 2 CPU cores, "
+        "QMIX on every map first",
+        seeds=3, env_steps=1_000_000, maps=PAPER_MAPS, ablation_maps=["2s3z", "3s5z"], preset="default",
+        two_step_episodes=5000, two_step_seeds=5, heuristic_episodes=500,
+        overrides=dict(test_interval_env_steps=10_000, test_episodes=32, checkpoint_interval_env_steps=100_000,
+                       keep_checkpoints=1),
+    ),
     "paper": Scale(
         description="the paper's protocol: 20 runs per method, 2.05M env steps, tests of 20 episodes every "
         "100 training episodes; for bigger machines",
@@ -73,56 +80,50 @@ def plan(scale: Scale, maps: list[str] | None = None) -> list[tuple[str, str]]:
     return pairs
 
 
-def run_is_complete(run_dir: Path, num_seeds: int, seed: int = 0) -> bool:
-    """Finished runs end by writing their final parameters (one file per seed)."""
-    if not (run_dir / "config.yaml").exists():
+ORDERS = ("qmix-first", "plan")
+
+
+def ordered(pairs: list[tuple[str, str]], order: str) -> list[tuple[str, str]]:
+    """qmix-first: QMIX on every map before any other method (the runs the report needs most)."""
+    if order == "plan":
+        return pairs
+    return [p for p in pairs if p[1] == "qmix"] + [p for p in pairs if p[1] != "qmix"]
+
+
+def pair_config(scale: Scale, map_name: str, alg: str):
+    return build_config(preset=scale.preset, overrides=scale.overrides, map=map_name, alg=alg,
+                        num_seeds=scale.seeds, env_steps=scale.env_steps)
+
+
+def pair_tasks(scale: Scale, pairs, out: Path, memory_limit: int | None, cpus: float = 1.0, gpus: float = 0.0):
+    from qmix.sweep.plan import make_tasks
+
+    tasks = []
+    for map_name, alg in pairs:
+        tasks += make_tasks(out / "runs", pair_config(scale, map_name, alg), f"{map_name}-{alg}",
+                            list(range(scale.seeds)), None, memory_limit, cpus, gpus)
+    return tasks
+
+
+def pair_is_complete(pair_dir: Path, scale: Scale, map_name: str, alg: str) -> bool:
+    """Every seed has finished in some run folder of the pair (one folder of all seeds, or seed groups)."""
+    from qmix.sweep.state import RunState, inspect_run
+
+    wanted = pair_config(scale, map_name, alg)
+    if not pair_dir.is_dir():
         return False
-    import yaml
-
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
-    if config.get("num_seeds") != num_seeds:
-        return False
-    folders = [run_dir] if num_seeds == 1 else [run_dir / f"seed_{seed + k}" for k in range(num_seeds)]
-    return all((f / PARAMS_FILE).exists() for f in folders)
-
-
-@contextlib.contextmanager
-def claim(run_dir: Path) -> Iterator[bool]:
-    """Hold the pair's lock while it trains; yields False when another process holds it.
-
-    An exclusive flock on a file beside the run folder: the system releases it when the holder ends,
-    however it ends, so a killed process never leaves a stale claim.
-    """
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.parent / f".{run_dir.name}.lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-
-
-def run_pair(scale: Scale, map_name: str, alg: str, out: Path, progress: bool) -> Path:
-    run_dir = out / "runs" / f"{map_name}-{alg}"
-    config = build_config(
-        preset=scale.preset,
-        overrides=scale.overrides,
-        map=map_name, alg=alg, num_seeds=scale.seeds, env_steps=scale.env_steps,
-    )
-    summary = None
-    if (run_dir / "checkpoints").is_dir():
-        try:
-            print(f"resuming {alg} on {map_name} in {run_dir}")
-            summary = resume(run_dir, {"env_steps": scale.env_steps}, progress=progress)
-        except ConfigError as error:  # no usable checkpoint, or other settings: start again
-            print(f"  cannot resume ({error}); starting again")
-    if summary is None:
-        print(f"training {alg} on {map_name}: {scale.seeds} seeds x {scale.env_steps:,} env steps -> {run_dir}")
-        summary = train(config, run_dir, force=True, progress=progress)
-    print(f"  done in {summary.wall_seconds:.0f} s; final test win rates "
-          + ", ".join(f"{w:.0%}" for w in summary.final_test_win_rate))
-    return run_dir
+    whole = pair_dir / "config.yaml"
+    # One task of all seeds: the pair folder is the run. Seed groups: each sub-folder is one.
+    candidates = [pair_dir] if whole.is_file() else sorted(p for p in pair_dir.glob("seed*") if p.is_dir())
+    finished: set[int] = set()
+    for folder in candidates:
+        if not (folder / "config.yaml").is_file():
+            continue
+        saved = build_config(config_file=folder / "config.yaml")
+        group = replace(wanted, seed=saved.seed, num_seeds=saved.num_seeds)
+        if inspect_run(folder, group).state is RunState.DONE:
+            finished.update(range(saved.seed, saved.seed + saved.num_seeds))
+    return finished >= set(range(scale.seeds))
 
 
 def two_step_results(scale: Scale, out: Path) -> dict:
@@ -152,12 +153,23 @@ def heuristic_results(scale: Scale, maps: list[str], out: Path) -> dict[str, dic
 
 
 def reproduce(
-    scale_name: str, out: Path, maps: list[str] | None = None, progress: bool = True, report_only: bool = False
+    scale_name: str,
+    out: Path,
+    maps: list[str] | None = None,
+    progress: bool = True,
+    report_only: bool = False,
+    address: str | None = None,
+    cpus: int | None = None,
+    gpus: int | None = None,
+    memory: int | None = None,
+    order: str = "qmix-first",
+    max_running: int | None = None,
 ) -> Path:
-    """Run what is missing, then write the report; the report is rewritten after every finished run, so an
-    interrupted reproduction still reports what it has. `report_only` trains nothing."""
+    """Run what is missing as Ray tasks, then write the report. `report_only` trains nothing."""
     if scale_name not in SCALES:
         raise ConfigError(f"unknown scale '{scale_name}': choose one of {', '.join(SCALES)}")
+    if order not in ORDERS:
+        raise ConfigError(f"unknown order '{order}': choose one of {', '.join(ORDERS)}")
     scale = SCALES[scale_name]
     for name in maps or []:
         build_config(preset=scale.preset, map=name)  # validates the map name with a clear error
@@ -169,23 +181,41 @@ def reproduce(
     heuristic = heuristic_results(scale, all_maps, out)
     from qmix.results.report import write_report
 
-
     def finished() -> list[Path]:
-        folders = [out / "runs" / f"{m}-{a}" for m, a in pairs]
-        return [f for f in folders if run_is_complete(f, scale.seeds)]
+        return [out / "runs" / f"{m}-{a}" for m, a in pairs if pair_is_complete(out / "runs" / f"{m}-{a}", scale, m, a)]
 
     report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+    outcomes = []
     if not report_only:
-        for map_name, alg in pairs:
-            run_dir = out / "runs" / f"{map_name}-{alg}"
-            with claim(run_dir) as mine:
-                if not mine:
-                    print(f"skipping {run_dir}: another `qmix reproduce` is training it")
-                    continue
-                if run_is_complete(run_dir, scale.seeds):
-                    print(f"reusing {run_dir}")
-                    continue
-                run_pair(scale, map_name, alg, out, progress)
-            report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+        from qmix.sweep.execute import run_tasks, start_ray, stop_ray
+        from qmix.sweep.progress import SweepDisplay
+        from qmix.sweep.summary import outcome_lines
+
+        cluster = start_ray(address, cpus, gpus, memory)
+        try:
+            tasks = pair_tasks(scale, ordered(pairs, order), out, cluster.largest_node_memory)
+            print(f"reproduce ({scale_name}): {len(pairs)} method-map pairs, {len(tasks)} tasks on "
+                  f"{cluster.nodes} node(s) ({cluster.address}, {cluster.cpus:g} CPUs); storage {out}", flush=True)
+
+            def on_finished(outcome) -> None:
+                nonlocal report
+                if outcome.status == "done":
+                    report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+
+            outcomes = run_tasks(tasks, out / "runs", cluster, SweepDisplay(out / "runs", enabled=progress),
+                                 on_finished=on_finished, max_running=max_running)
+        finally:
+            stop_ray()
+        for line in outcome_lines(outcomes):
+            print(line)
+        report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
     print(f"reproduction ({scale_name}) finished in {time.perf_counter() - start:.0f} s: {report}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        raise ReproductionFailed(f"{len(failed)} of {len(outcomes)} tasks failed: "
+                                 + "; ".join(f"{o.task.name}: {o.detail}" for o in failed))
     return report
+
+
+class ReproductionFailed(RuntimeError):
+    """Some runs failed (each named with its error); the others finished and are in the report."""

@@ -1,0 +1,98 @@
+"""What a run folder already holds, compared with the task that wants it: done, resumable, new, or in the way."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from qmix.config import Config, ConfigError, build_config
+from qmix.run import PARAMS_FILE, seed_folders
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+
+
+class RunState(enum.Enum):
+    DONE = "done"  # final parameters for every seed, at this budget: skipped
+    RESUME = "resume"  # a complete checkpoint: continue from the newest one
+    FRESH = "fresh"  # nothing yet (or a start killed before its first checkpoint): train from step 0
+    CONFLICT = "conflict"  # another run is there: never overwritten
+
+
+@dataclass(frozen=True)
+class Inspection:
+    state: RunState
+    detail: str = ""
+
+
+def complete_checkpoint_steps(run_dir: Path) -> list[int]:
+    """Checkpoint folders orbax finished (an unfinished one still has its temporary name)."""
+    folder = run_dir / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def _differences(saved: Config, wanted: Config) -> list[str]:
+    a, b = saved.to_dict(), wanted.to_dict()
+    return [f"{key} {a[key]!r} (saved) vs {b[key]!r}" for key in a if key != "env_steps" and a[key] != b[key]]
+
+
+def inspect_run(run_dir: Path, config: Config) -> Inspection:
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        if run_dir.is_dir() and any(p.name != CHECKPOINTS for p in run_dir.iterdir()):
+            return Inspection(RunState.CONFLICT, f"'{run_dir}' holds files but no config.yaml; move them away")
+        return Inspection(RunState.FRESH)
+    try:
+        saved = build_config(config_file=config_file)
+    except ConfigError as error:
+        return Inspection(RunState.CONFLICT, f"its config.yaml is unreadable ({error}); move '{run_dir}' away")
+    differences = _differences(saved, config)
+    if differences:
+        return Inspection(RunState.CONFLICT, f"'{run_dir}' holds a run with other settings: "
+                          + ", ".join(differences) + "; move it away or choose another out")
+    if saved.env_steps > config.env_steps:
+        return Inspection(RunState.CONFLICT, f"'{run_dir}' holds a run with a larger budget "
+                          f"({saved.env_steps:,} > {config.env_steps:,} env steps); move it away")
+    finished = all((f / PARAMS_FILE).is_file() for f in seed_folders(run_dir, config))
+    if finished and saved.env_steps == config.env_steps:
+        return Inspection(RunState.DONE)
+    steps = complete_checkpoint_steps(run_dir)
+    if steps:
+        return Inspection(RunState.RESUME, f"from env step {steps[-1]:,}")
+    return Inspection(RunState.FRESH, "started before but killed before its first checkpoint")
+
+
+def logged_env_steps(run_dir: Path, config: Config) -> list[int]:
+    """Per seed: env steps of the newest log line (0 when none); read while the run writes."""
+    steps = []
+    for folder in seed_folders(run_dir, config):
+        last = 0
+        path = folder / METRICS
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines()[-3:]:
+                try:
+                    last = max(last, int(json.loads(line).get("env_steps", 0)))
+                except (ValueError, TypeError, AttributeError):
+                    continue  # a line being written
+        steps.append(last)
+    return steps
+
+
+def final_test_win_rates(run_dir: Path, config: Config) -> list[float]:
+    """Per seed: the test win rate of its last log line."""
+    rates = []
+    for folder in seed_folders(run_dir, config):
+        lines = (folder / METRICS).read_text(encoding="utf-8").splitlines() if (folder / METRICS).is_file() else []
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        tested = [r for r in records if "test_win_rate" in r]
+        rates.append(float(tested[-1]["test_win_rate"]) if tested else float("nan"))
+    return rates

@@ -1,0 +1,54 @@
+"""The end of a sweep: one line per task, and summary.md with a table and a figure of the finished runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from qmix.checkpoint import write_atomic
+from qmix.sweep.plan import Task
+
+
+def outcome_lines(outcomes) -> list[str]:
+    lines = []
+    for o in outcomes:
+        lines.append(f"{o.status:8} {o.task.name}" + (f": {o.detail}" if o.detail else ""))
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    lines.append(f"{counts['done']} trained, {counts['skipped']} finished before, {counts['failed']} failed "
+                 f"of {len(outcomes)} tasks")
+    return lines
+
+
+def _label(group: str, task: Task) -> str:
+    """The method's name in tables and figures: the algorithm plus the grid point, if any."""
+    prefix = f"{task.settings['map']}-{task.settings['alg']}"
+    return task.settings["alg"] + group.removeprefix(prefix).replace("-", " ", 1).rstrip()
+
+
+def write_summary(out: Path, outcomes, title: str) -> Path | None:
+    """summary.md: mean final test win rate per map and method over the groups whose every task finished."""
+    from qmix.results.plots import plot_runs
+    from qmix.results.runs import load_runs
+    from qmix.results.stats import aggregate_table, format_table_markdown
+
+    by_group: dict[str, list] = {}
+    for o in outcomes:
+        by_group.setdefault(o.task.group, []).append(o)
+    runs = []
+    for group, members in by_group.items():
+        if all(o.status in ("done", "skipped") for o in members):
+            label = _label(group, members[0].task)
+            try:
+                runs += [dataclasses.replace(r, alg=label) for r in load_runs([out / group])]
+            except ValueError:
+                continue  # finished without a test point: nothing to show
+    if not runs:
+        return None
+    rows = aggregate_table(runs, final_tests=1)
+    figure = plot_runs(runs, out / "test_win_rate", title=title)
+    lines = [f"# {title}", "", f"![test win rate]({figure[0].name})", "",
+             "Final = each run's last test; mean and 95% CI over runs.", "", format_table_markdown(rows), "",
+             "## Tasks", "", "```", *outcome_lines(outcomes), "```", ""]
+    path = out / "summary.md"
+    write_atomic(path, "\n".join(lines))
+    return path

@@ -1,0 +1,94 @@
+"""The body of one task, run in a Ray worker: train the run folder, or continue it from its newest checkpoint.
+
+A retried task (its worker or node died) finds the checkpoints the lost attempt wrote and resumes from the
+newest; a folder without a complete checkpoint starts from env step 0, which the task's result says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+from qmix.checkpoint import write_atomic
+from qmix.config import ConfigError
+from qmix.sweep.plan import Task
+from qmix.sweep.state import RunState, inspect_run
+
+STATUS_FOLDER = ".sweep"  # under the storage folder: one status file and one log per task
+
+
+def status_id(task_name: str) -> str:
+    return task_name.replace("/", "__")
+
+
+def status_path(out: Path, task_name: str) -> Path:
+    return out / STATUS_FOLDER / f"{status_id(task_name)}.json"
+
+
+def log_path(out: Path, task_name: str) -> Path:
+    return out / STATUS_FOLDER / f"{status_id(task_name)}.log"
+
+
+def read_status(out: Path, task_name: str) -> dict:
+    try:
+        return json.loads(status_path(out, task_name).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _node_address() -> str:
+    with contextlib.suppress(Exception):
+        import ray
+
+        return ray.util.get_node_ip_address()
+    return socket.gethostname()
+
+
+def _node_id() -> str:
+    with contextlib.suppress(Exception):
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+    return ""
+
+
+def _record_attempt(out: Path, task: Task, sweep_id: str) -> int:
+    """Count this attempt in the task's status file (the driver shows it; a retry is attempt 2, ...)."""
+    previous = read_status(out, task.name)
+    attempt = previous.get("attempt", 0) + 1 if previous.get("sweep_id") == sweep_id else 1
+    write_atomic(status_path(out, task.name), json.dumps({
+        "sweep_id": sweep_id, "attempt": attempt, "pid": os.getpid(), "node": _node_address(),
+        "node_id": _node_id(), "started": time.time(),
+    }))
+    return attempt
+
+
+def train_task(task: Task, out: str, sweep_id: str) -> dict:
+    """Run one task to its budget; returns what the driver reports. Errors propagate (no retry for them)."""
+    from qmix.run import resume, train
+
+    out_path = Path(out)
+    attempt = _record_attempt(out_path, task, sweep_id)
+    config = task.config
+    found = inspect_run(task.run_dir, config)
+    if found.state is RunState.CONFLICT:
+        raise ConfigError(found.detail)
+    if found.state is RunState.DONE:
+        return {"name": task.name, "mode": "already done", "attempt": attempt, "wall_seconds": 0.0}
+    log = log_path(out_path, task.name)
+    with open(log, "a", encoding="utf-8") as stream, contextlib.redirect_stdout(stream), \
+            contextlib.redirect_stderr(stream):
+        print(f"--- attempt {attempt} on {_node_address()} (pid {os.getpid()}), {time.ctime()}", flush=True)
+        if found.state is RunState.RESUME:
+            mode = f"resumed {found.detail}"
+            summary = resume(task.run_dir, {"env_steps": task.env_steps}, progress=False)
+        else:
+            mode = "from env step 0" + (f" ({found.detail})" if found.detail else "")
+            summary = train(config, task.run_dir, force=True, progress=False)
+        print(f"--- finished: {mode}, {summary.wall_seconds:.0f} s", flush=True)
+    return {"name": task.name, "mode": mode, "attempt": attempt, "wall_seconds": summary.wall_seconds,
+            "final_test_win_rate": list(summary.final_test_win_rate), "env_steps": list(summary.env_steps)}

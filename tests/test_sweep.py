@@ -1,0 +1,241 @@
+"""`qmix sweep`: the sweep file's checks, the task plan and memory estimate, and real runs on a two-node
+Ray cluster on the loopback: a tiny sweep completes across both nodes and a second one does nothing; a
+worker killed mid-run is retried, resumes from its checkpoint and ends identical to the run in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from qmix.config import ConfigError, build_config
+from qmix.sweep.memory import replay_bytes, task_memory_bytes
+from qmix.sweep.plan import make_tasks, split_seeds, sweep_tasks
+from qmix.sweep.spec import parse_spec
+from qmix.sweep.state import RunState, inspect_run
+from qmix.sweep.worker import read_status
+
+TINY_3M = dict(num_envs=2, batch_size=4, buffer_size_episodes=16, test_episodes=2, test_interval_env_steps=200,
+               checkpoint_interval_env_steps=200, keep_checkpoints=2, save_replay=True, agent_hidden_dim=16,
+               mixing_embed_dim=8, hypernet_embed_dim=16, time_buckets=1, updates_per_episode=0.5,
+               target_update_interval_episodes=10)
+
+
+def spec_of(**data):
+    return parse_spec({"out": "/tmp/unused", **data}, "test.yaml")
+
+
+# ----- the sweep file -----
+
+@pytest.mark.parametrize("data, words", [
+    ({"maps": ["2s3zz"]}, ["unknown map '2s3zz'", "did you mean '2s3z'"]),
+    ({"maps": ["3m"], "algs": ["qmx"]}, ["unknown algorithm 'qmx'", "did you mean 'qmix'"]),
+    ({"maps": ["3m"], "settings": {"lrr": 0.1}}, ["unknown setting 'lrr'", "did you mean 'lr'"]),
+    ({"maps": ["3m"], "grid": {"lr": 0.1}}, ["'grid' must map each setting to a non-empty list"]),
+    ({"maps": ["3m"], "seed": 3}, ["unknown key 'seed'", "did you mean 'seeds'"]),
+    ({"algs": ["qmix"]}, ["'maps' is missing"]),
+    ({"maps": ["3m"], "seeds": 0}, ["'seeds' must be at least 1"]),
+    ({"maps": ["3m"], "seed_group": "two"}, ["'seed_group' must be a whole number >= 1 or auto"]),
+    ({"maps": ["3m"], "settings": {"num_seeds": 4}}, ["'num_seeds' is set by the sweep's own keys"]),
+    ({"maps": ["3m"], "resources": {"tpus": 1}}, ["unknown resource 'tpus'"]),
+])
+def test_a_wrong_sweep_file_gets_one_line_naming_the_fix(data, words):
+    with pytest.raises(ConfigError) as error:
+        spec_of(**data)
+    message = str(error.value)
+    assert "\n" not in message and message.startswith("sweep file 'test.yaml'")
+    for word in words:
+        assert word in message
+
+
+def test_the_command_line_exits_2_on_a_bad_sweep_file_without_a_traceback(tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("maps: [3m]\nalgs: [qmx]\nout: x\n")
+    done = subprocess.run([sys.executable, "-m", "qmix.cli", "sweep", str(spec)], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"qmix: error: sweep file '{spec}': unknown algorithm 'qmx' (did you mean 'qmix'?): choose one of "
+        "qmix, vdn, iql, qmix_ns, qmix_lin, vdn_s"]
+
+
+def test_an_unreachable_cluster_gets_one_line_and_exit_code_2(tmp_path):
+    from ray_cluster import free_port
+
+    spec = tmp_path / "ok.yaml"
+    spec.write_text(f"maps: [two_step]\npreset: two_step\nout: {tmp_path / 'out'}\n")
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    done = subprocess.run([sys.executable, "-m", "qmix.cli", "sweep", str(spec), "--address", address],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith(f"qmix: error: cannot reach a Ray cluster at '{address}'")
+
+
+# ----- the plan -----
+
+def test_seeds_are_split_into_even_groups_of_consecutive_seeds():
+    assert split_seeds([0, 1, 2, 3, 4], 2) == [[0, 1], [2, 3], [4]]
+    assert split_seeds([0, 1, 2, 3], 3) == [[0, 1], [2, 3]]
+    assert split_seeds([0, 1, 2, 7, 8], 5) == [[0, 1, 2], [7, 8]]
+
+
+def test_a_grid_makes_one_folder_per_map_alg_and_point_with_seed_groups(tmp_path):
+    spec = parse_spec({"maps": ["3m", "2s3z"], "algs": ["qmix", "vdn"], "seeds": 3, "seed_group": 2,
+                       "grid": {"lr": [0.001, 0.0005]}, "env_steps": 1000, "out": str(tmp_path)}, "test.yaml")
+    tasks = sweep_tasks(spec, memory_limit=None)
+    assert len(tasks) == 2 * 2 * 2 * 2
+    assert tasks[0].name == "3m-qmix-lr=0.001/seeds_0-1" and tasks[1].name == "3m-qmix-lr=0.001/seed_2"
+    assert tasks[1].config.seed == 2 and tasks[1].config.num_seeds == 1 and tasks[1].config.algorithm.lr == 0.001
+    assert tasks[0].run_dir == tmp_path / "3m-qmix-lr=0.001" / "seeds_0-1"
+    one_group = sweep_tasks(spec_of(maps=["3m"], seeds=3), memory_limit=None)
+    assert [t.name for t in one_group] == ["3m-qmix"] and one_group[0].config.num_seeds == 3
+
+
+def test_the_replay_estimate_follows_the_environment_and_sizes_the_seed_groups(tmp_path):
+    # 8m: 8 agents, 221 observation floats, 121 slots: the observations alone are 4.28 GB for 5000 episodes
+    one_seed = replay_bytes(build_config(preset="default", map="8m"))
+    assert 5000 * 121 * 8 * 221 * 4 < one_seed < 1.15 * 5000 * 121 * 8 * 221 * 4
+    config = build_config(preset="default", map="8m", num_seeds=3)
+    assert replay_bytes(config) == 3 * replay_bytes(build_config(preset="default", map="8m"))
+    one = task_memory_bytes(build_config(preset="default", map="8m"))
+    tasks = make_tasks(tmp_path, config, "8m-qmix", [0, 1, 2], None, memory_limit=int(one * 1.5))
+    assert [t.seeds for t in tasks] == [[0], [1], [2]] and tasks[0].memory == one
+    together = make_tasks(tmp_path, config, "8m-qmix", [0, 1, 2], None, memory_limit=10 * one)
+    assert [t.seeds for t in together] == [[0, 1, 2]]
+
+
+def test_a_run_folder_is_done_resumable_fresh_or_in_the_way(tmp_path):
+    config = build_config(preset="default", map="3m", env_steps=1000)
+    run = tmp_path / "run"
+    assert inspect_run(run, config).state is RunState.FRESH
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    assert inspect_run(run, config).state is RunState.FRESH  # killed before its first checkpoint
+    (run / "checkpoints" / "400").mkdir(parents=True)
+    assert inspect_run(run, config).state is RunState.RESUME
+    (run / "params.msgpack").write_bytes(b"")
+    assert inspect_run(run, config).state is RunState.DONE
+    raised = build_config(preset="default", map="3m", env_steps=2000)
+    assert inspect_run(run, raised).state is RunState.RESUME  # a raised budget continues
+    other = build_config(preset="default", map="3m", env_steps=1000, lr=0.01)
+    found = inspect_run(run, other)
+    assert found.state is RunState.CONFLICT and "lr 0.001 (saved) vs 0.01" in found.detail
+
+
+def test_the_status_line_counts_runs_and_env_steps_from_the_run_folders(tmp_path):
+    import io
+
+    from qmix.sweep.execute import Outcome
+    from qmix.sweep.progress import SweepDisplay
+
+    base = build_config(preset="default", map="3m", env_steps=1000)
+    first, second, third = make_tasks(tmp_path, base, "3m-qmix", [0, 1, 2], 1, None)
+    (first.run_dir).mkdir(parents=True)
+    (first.run_dir / "metrics.jsonl").write_text(json.dumps({"env_steps": 400}) + "\n" + '{"env_st')  # being written
+    display = SweepDisplay(tmp_path, enabled=False, stream=io.StringIO())
+    display.start([first, second, third], {})
+    display.submitted(first)
+    line = display.status_line()
+    assert line.startswith("runs: 0 done, 0 running, 0 failed, 3 queued | env steps 400 / 3,000")
+    display.finished(Outcome(third, "failed", "ValueError: boom"))
+    assert "failed 3m-qmix/seed_2: ValueError: boom" in display.stream.getvalue()
+    assert display.counts() == {"done": 0, "running": 0, "failed": 1, "queued": 2}
+
+
+# ----- on a real two-node cluster -----
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray_cluster import LoopbackCluster
+
+    nodes = LoopbackCluster(nodes=2, cpus_per_node=1)
+    yield nodes
+    nodes.stop()
+
+
+def sweep_command(spec: Path, cluster, *extra) -> list[str]:
+    return [sys.executable, "-m", "qmix.cli", "sweep", str(spec), "--address", cluster.address, "--no-progress",
+            *extra]
+
+
+def write_spec(path: Path, **data) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.slow  # minutes: a two-node cluster and real trainings (CI runs the slow set)
+def test_a_tiny_sweep_runs_on_both_nodes_and_a_second_one_does_nothing(cluster, tmp_path):
+    out = tmp_path / "out"
+    spec = write_spec(tmp_path / "tiny.yaml", maps=["two_step", "3m"], algs=["qmix"], seeds=3, seed_group=2,
+                      env_steps=400, settings={**TINY_3M, "save_replay": False, "test_interval_episodes": 0},
+                      out=str(out))
+    done = subprocess.run(sweep_command(spec, cluster), capture_output=True, text=True, env=cluster.environment,
+                          timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 trained, 0 finished before, 0 failed of 4 tasks" in done.stdout
+    for name in ("two_step-qmix/seeds_0-1/seed_1", "two_step-qmix/seed_2", "3m-qmix/seeds_0-1/seed_0",
+                 "3m-qmix/seed_2"):
+        assert (out / name / "params.msgpack").is_file() and (out / name / "metrics.jsonl").is_file()
+    nodes = {read_status(out, t)["node_id"] for t in ("two_step-qmix/seeds_0-1", "two_step-qmix/seed_2",
+                                                      "3m-qmix/seeds_0-1", "3m-qmix/seed_2")}
+    assert len(nodes) == 2  # two tasks at a time on one CPU per node: both nodes trained
+    summary = (out / "summary.md").read_text()
+    assert "| 3m | qmix | 3 |" in summary and (out / "test_win_rate.png").is_file()
+    again = subprocess.run(sweep_command(spec, cluster), capture_output=True, text=True, env=cluster.environment,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "0 trained, 4 finished before, 0 failed of 4 tasks" in again.stdout
+
+
+def metrics(folder: Path):
+    from qmix.run import WALL_CLOCK_FIELDS
+
+    lines = (folder / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k not in WALL_CLOCK_FIELDS} for line in lines]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_is_retried_and_resumes_to_the_same_run_as_one_process(cluster, tmp_path):
+    from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
+    from qmix.run import train
+
+    settings = {**TINY_3M, "test_interval_episodes": 0}
+    out = tmp_path / "out"
+    spec = write_spec(tmp_path / "kill.yaml", maps=["3m"], algs=["qmix"], seeds=2, env_steps=1400,
+                      settings=settings, out=str(out), retries=2)
+    driver = subprocess.Popen(sweep_command(spec, cluster), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=cluster.environment)
+    run_dir = out / "3m-qmix"
+    try:
+        deadline = time.time() + 600
+        while not any((p / MARKER).is_file() for p in (run_dir / CHECKPOINT_FOLDER).glob("[0-9]*")):
+            assert driver.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
+            time.sleep(0.1)
+        status = read_status(out, "3m-qmix")
+        os.kill(status["pid"], signal.SIGKILL)  # the worker process, mid-run, after its first checkpoint
+        killed_before_the_end = not (run_dir / "seed_0" / "params.msgpack").exists()
+        output, _ = driver.communicate(timeout=900)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert killed_before_the_end
+    assert driver.returncode == 0, output
+    assert "1 trained, 0 finished before, 0 failed of 1 tasks" in output
+    assert "done 3m-qmix: resumed from env step" in output and "attempt 2" in output
+    assert read_status(out, "3m-qmix")["attempt"] == 2
+    reference = tmp_path / "one-process"
+    train(build_config(preset="default", map="3m", num_seeds=2, env_steps=1400, overrides=settings), reference,
+          progress=False, tensorboard=False)
+    for seed in ("seed_0", "seed_1"):
+        assert metrics(run_dir / seed) == metrics(reference / seed)
+        assert (run_dir / seed / "params.msgpack").read_bytes() == (reference / seed / "params.msgpack").read_bytes()
+    again = subprocess.run(sweep_command(spec, cluster), capture_output=True, text=True, env=cluster.environment,
+                           timeout=300)
+    assert "0 trained, 1 finished before, 0 failed of 1 tasks" in again.stdout

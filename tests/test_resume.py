@@ -160,7 +160,7 @@ def test_resume_without_the_replay_continues_and_warns(uninterrupted, config, tr
     assert after["env_steps"] > at_checkpoint["env_steps"] and summary.env_steps[0] >= config.env_steps
     # The learner carried on (its update counter was restored) but paused while the replay refilled.
     assert at_checkpoint["updates"] <= after["updates"] < reference["updates"]
-    assert after["epsilon"] == pytest.approx(float(trainer.epsilon(after["env_steps"])))
+    assert after["epsilon"] == pytest.approx(float(trainer.algorithm.epsilon(after["env_steps"])))
     assert records[-1]["updates"] > at_checkpoint["updates"]
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -51,14 +52,17 @@ class Restored:
 
 @contextmanager
 def _quiet_orbax() -> Iterator[None]:
-    """Orbax logs through absl at WARNING for things we report ourselves in one clear line."""
+    """Orbax logs through absl, and its writer threads print their own tracebacks, for failures we report
+    ourselves in one clear line (a full disk, a damaged checkpoint)."""
     logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
+    level, hook = logger.level, threading.excepthook
+    logger.setLevel(logging.CRITICAL)
+    threading.excepthook = lambda args: None  # the error reaches the caller too: it is reported there
     try:
         yield
     finally:
         logger.setLevel(level)
+        threading.excepthook = hook
 
 
 def _file_digest(path: Path) -> str:

@@ -4,6 +4,7 @@ logged by name (metrics.jsonl and TensorBoard)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -148,12 +149,10 @@ class Session:
             if self.loop.checkpoint_step != checkpoint_step(runners):
                 self.checkpoint(runners)
             self.write_final_params(runners)
-        finally:
-            bar.close()
-            self.trainer.close()
-            for log in self.logs:
-                log.close()
-            self.store.close()
+        finally:  # each closed on its own: a failing close (e.g. on a full disk) must not hide the first error
+            for close in (bar.close, self.trainer.close, *(log.close for log in self.logs), self.store.close):
+                with contextlib.suppress(Exception):
+                    close()
         return runners
 
     def train_one_chunk(self, runners: RunnerState, bar: TrainingProgress) -> RunnerState:

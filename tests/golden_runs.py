@@ -6,6 +6,7 @@ change results, and say so. test_golden.py trains the same runs and compares.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -50,11 +51,16 @@ def records(folder: Path) -> list[dict]:
     return [{k: v for k, v in json.loads(line).items() if k not in WALL_CLOCK} for line in lines]
 
 
-def parameters(folder: Path) -> dict[str, np.ndarray]:
-    """The final parameters file, leaf by leaf (keyed by its path in the saved tree)."""
+def parameters(folder: Path) -> dict[str, str]:
+    """The final parameters, leaf by leaf (keyed by its path in the saved tree): dtype, shape and the SHA-256
+    of the values, so equal digests mean bit-identical parameters without keeping them in git."""
     tree = serialization.msgpack_restore((folder / "params.msgpack").read_bytes())
     leaves, _ = tree_flatten_with_path(tree)
-    return {keystr(path): np.asarray(leaf) for path, leaf in leaves}
+    digests = {}
+    for path, leaf in leaves:
+        array = np.ascontiguousarray(leaf)
+        digests[keystr(path)] = f"{array.dtype}{list(array.shape)}:{hashlib.sha256(array.tobytes()).hexdigest()}"
+    return digests
 
 
 def write_expected(name: str, run_dir: Path) -> None:
@@ -62,7 +68,7 @@ def write_expected(name: str, run_dir: Path) -> None:
         target = GOLDEN / name / folder.relative_to(run_dir)
         target.mkdir(parents=True, exist_ok=True)
         (target / "metrics.json").write_text(json.dumps(records(folder), indent=0) + "\n")
-        np.savez(target / "params.npz", **parameters(folder))
+        (target / "parameters.json").write_text(json.dumps(parameters(folder), indent=1) + "\n")
 
 
 if __name__ == "__main__":

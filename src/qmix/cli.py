@@ -242,16 +242,20 @@ def reproduce(
     memory: Annotated[float | None, typer.Option("--memory", help="local Ray: GB of memory tasks may reserve")] = None,
     order: Annotated[str, typer.Option(help="qmix-first (QMIX on every map, then the rest) or plan")] = "qmix-first",
     max_running: Annotated[int | None, typer.Option("--max-running", help="at most this many tasks at once")] = None,
+    seed_group: Annotated[int | None, typer.Option("--seed-group", help="at most this many seeds side by side in "
+                                                   "one task [default: as many as fit in memory]")] = None,
 ) -> None:
     """The paper's experiments: two-step game, IQL/VDN/QMIX on the maps, ablations; then report.md."""
     _ray_options(cpus, gpus, memory, max_running)
+    if seed_group is not None and seed_group < 1:
+        fail(f"--seed-group must be at least 1, got {seed_group}")
     from qmix.reproduce import ReproductionFailed
     from qmix.reproduce import reproduce as run_reproduction
 
     try:
         run_reproduction(scale, out, maps=maps, progress=not no_progress, report_only=report_only, address=address,
                          cpus=cpus, gpus=gpus, memory=int(memory * 1e9) if memory else None, order=order,
-                         max_running=max_running)
+                         max_running=max_running, seed_group=seed_group)
     except ReproductionFailed as error:
         fail(str(error), code=1)
 

@@ -95,13 +95,14 @@ def pair_config(scale: Scale, map_name: str, alg: str):
                         num_seeds=scale.seeds, env_steps=scale.env_steps)
 
 
-def pair_tasks(scale: Scale, pairs, out: Path, memory_limit: int | None, cpus: float = 1.0, gpus: float = 0.0):
+def pair_tasks(scale: Scale, pairs, out: Path, memory_limit: int | None, cpus: float = 1.0, gpus: float = 0.0,
+               seed_group: int | None = None):
     from qmix.sweep.plan import make_tasks
 
     tasks = []
     for map_name, alg in pairs:
         tasks += make_tasks(out / "runs", pair_config(scale, map_name, alg), f"{map_name}-{alg}",
-                            list(range(scale.seeds)), None, memory_limit, cpus, gpus)
+                            list(range(scale.seeds)), seed_group, memory_limit, cpus, gpus)
     return tasks
 
 
@@ -164,6 +165,7 @@ def reproduce(
     memory: int | None = None,
     order: str = "qmix-first",
     max_running: int | None = None,
+    seed_group: int | None = None,
 ) -> Path:
     """Run what is missing as Ray tasks, then write the report. `report_only` trains nothing."""
     if scale_name not in SCALES:
@@ -193,7 +195,8 @@ def reproduce(
 
         cluster = start_ray(address, cpus, gpus, memory)
         try:
-            tasks = pair_tasks(scale, ordered(pairs, order), out, cluster.largest_node_memory)
+            tasks = pair_tasks(scale, ordered(pairs, order), out, cluster.largest_node_memory,
+                               seed_group=seed_group)
             print(f"reproduce ({scale_name}): {len(pairs)} method-map pairs, {len(tasks)} tasks on "
                   f"{cluster.nodes} node(s) ({cluster.address}, {cluster.cpus:g} CPUs); storage {out}", flush=True)
 

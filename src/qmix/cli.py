@@ -244,6 +244,8 @@ def reproduce(
     max_running: Annotated[int | None, typer.Option("--max-running", help="at most this many tasks at once")] = None,
     seed_group: Annotated[int | None, typer.Option("--seed-group", help="at most this many seeds side by side in "
                                                    "one task [default: as many as fit in memory]")] = None,
+    keep: Annotated[Path | None, typer.Option("--keep", help="a folder that lasts (e.g. in git): finished runs' "
+                                              "summaries are copied there, and given back to an empty --out")] = None,
 ) -> None:
     """The paper's experiments: two-step game, IQL/VDN/QMIX on the maps, ablations; then report.md."""
     _ray_options(cpus, gpus, memory, max_running)
@@ -255,7 +257,7 @@ def reproduce(
     try:
         run_reproduction(scale, out, maps=maps, progress=not no_progress, report_only=report_only, address=address,
                          cpus=cpus, gpus=gpus, memory=int(memory * 1e9) if memory else None, order=order,
-                         max_running=max_running, seed_group=seed_group)
+                         max_running=max_running, seed_group=seed_group, keep=keep)
     except ReproductionFailed as error:
         fail(str(error), code=1)
 

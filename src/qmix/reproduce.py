@@ -106,25 +106,31 @@ def pair_tasks(scale: Scale, pairs, out: Path, memory_limit: int | None, cpus: f
     return tasks
 
 
-def pair_is_complete(pair_dir: Path, scale: Scale, map_name: str, alg: str) -> bool:
-    """Every seed has finished in some run folder of the pair (one folder of all seeds, or seed groups)."""
+def finished_run_folders(pair_dir: Path, scale: Scale, map_name: str, alg: str) -> list[tuple[Path, int, list[int]]]:
+    """The pair's finished run folders, each with its env steps and seeds: the pair folder itself (all seeds
+    in one task) or its seed groups."""
     from qmix.sweep.state import RunState, inspect_run
 
     wanted = pair_config(scale, map_name, alg)
     if not pair_dir.is_dir():
-        return False
+        return []
     whole = pair_dir / "config.yaml"
-    # One task of all seeds: the pair folder is the run. Seed groups: each sub-folder is one.
     candidates = [pair_dir] if whole.is_file() else sorted(p for p in pair_dir.glob("seed*") if p.is_dir())
-    finished: set[int] = set()
+    finished = []
     for folder in candidates:
         if not (folder / "config.yaml").is_file():
             continue
         saved = build_config(config_file=folder / "config.yaml")
         group = replace(wanted, seed=saved.seed, num_seeds=saved.num_seeds)
         if inspect_run(folder, group).state is RunState.DONE:
-            finished.update(range(saved.seed, saved.seed + saved.num_seeds))
-    return finished >= set(range(scale.seeds))
+            finished.append((folder, saved.env_steps, list(range(saved.seed, saved.seed + saved.num_seeds))))
+    return finished
+
+
+def pair_is_complete(pair_dir: Path, scale: Scale, map_name: str, alg: str) -> bool:
+    """Every seed has finished in some run folder of the pair (one folder of all seeds, or seed groups)."""
+    seeds = {s for _, _, group in finished_run_folders(pair_dir, scale, map_name, alg) for s in group}
+    return seeds >= set(range(scale.seeds))
 
 
 def two_step_results(scale: Scale, out: Path) -> dict:
@@ -166,8 +172,10 @@ def reproduce(
     order: str = "qmix-first",
     max_running: int | None = None,
     seed_group: int | None = None,
+    keep: Path | None = None,
 ) -> Path:
-    """Run what is missing as Ray tasks, then write the report. `report_only` trains nothing."""
+    """Run what is missing as Ray tasks, then write the report. `report_only` trains nothing. `keep`: a
+    folder that lasts, given back to `out` first and holding every finished run's summary after each task."""
     if scale_name not in SCALES:
         raise ConfigError(f"unknown scale '{scale_name}': choose one of {', '.join(SCALES)}")
     if order not in ORDERS:
@@ -176,6 +184,12 @@ def reproduce(
     for name in maps or []:
         build_config(preset=scale.preset, map=name)  # validates the map name with a clear error
     out.mkdir(parents=True, exist_ok=True)
+    if keep is not None:
+        from qmix.sweep.keep import restore_kept
+
+        restored = restore_kept(keep, out)
+        if restored:
+            print(f"{len(restored)} finished run(s) given back from {keep}", flush=True)
     start = time.perf_counter()
     pairs = plan(scale, maps)
     all_maps = sorted({m for m, _ in pairs}, key=lambda m: (m not in PAPER_MAPS, m))
@@ -186,7 +200,12 @@ def reproduce(
     def finished() -> list[Path]:
         return [out / "runs" / f"{m}-{a}" for m, a in pairs if pair_is_complete(out / "runs" / f"{m}-{a}", scale, m, a)]
 
+    def keep_finished() -> None:
+        if keep is not None:
+            _keep_finished(scale, pairs, out, keep)
+
     report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+    keep_finished()
     outcomes = []
     if not report_only:
         from qmix.sweep.execute import run_tasks, start_ray, stop_ray
@@ -195,8 +214,8 @@ def reproduce(
 
         cluster = start_ray(address, cpus, gpus, memory)
         try:
-            tasks = pair_tasks(scale, ordered(pairs, order), out, cluster.largest_node_memory,
-                               seed_group=seed_group)
+            todo = [p for p in ordered(pairs, order) if out / "runs" / f"{p[0]}-{p[1]}" not in finished()]
+            tasks = pair_tasks(scale, todo, out, cluster.largest_node_memory, seed_group=seed_group)
             print(f"reproduce ({scale_name}): {len(pairs)} method-map pairs, {len(tasks)} tasks on "
                   f"{cluster.nodes} node(s) ({cluster.address}, {cluster.cpus:g} CPUs); storage {out}", flush=True)
 
@@ -204,6 +223,7 @@ def reproduce(
                 nonlocal report
                 if outcome.status == "done":
                     report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+                    keep_finished()
 
             outcomes = run_tasks(tasks, out / "runs", cluster, SweepDisplay(out / "runs", enabled=progress),
                                  on_finished=on_finished, max_running=max_running)
@@ -212,12 +232,21 @@ def reproduce(
         for line in outcome_lines(outcomes):
             print(line)
         report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+        keep_finished()
     print(f"reproduction ({scale_name}) finished in {time.perf_counter() - start:.0f} s: {report}")
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise ReproductionFailed(f"{len(failed)} of {len(outcomes)} tasks failed: "
                                  + "; ".join(f"{o.task.name}: {o.detail}" for o in failed))
     return report
+
+
+def _keep_finished(scale: Scale, pairs, out: Path, keep: Path) -> None:
+    """Copy the report and every finished run folder's summary (a whole pair, or a seed group) to `keep`."""
+    from qmix.sweep.keep import keep_storage
+
+    done = [run for m, a in pairs for run in finished_run_folders(out / "runs" / f"{m}-{a}", scale, m, a)]
+    keep_storage(out, keep, done)
 
 
 class ReproductionFailed(RuntimeError):

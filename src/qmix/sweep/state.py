@@ -9,13 +9,14 @@ from pathlib import Path
 
 from qmix.config import Config, ConfigError, build_config
 from qmix.run import PARAMS_FILE, seed_folders
+from qmix.sweep.keep import is_kept
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 
 
 class RunState(enum.Enum):
-    DONE = "done"  # final parameters for every seed, at this budget: skipped
+    DONE = "done"  # final parameters for every seed at this budget, or a kept copy of such a run: skipped
     RESUME = "resume"  # a complete checkpoint: continue from the newest one
     FRESH = "fresh"  # nothing yet (or a start killed before its first checkpoint): train from step 0
     CONFLICT = "conflict"  # another run is there: never overwritten
@@ -57,7 +58,9 @@ def inspect_run(run_dir: Path, config: Config) -> Inspection:
     if saved.env_steps > config.env_steps:
         return Inspection(RunState.CONFLICT, f"'{run_dir}' holds a run with a larger budget "
                           f"({saved.env_steps:,} > {config.env_steps:,} env steps); move it away")
-    finished = all((f / PARAMS_FILE).is_file() for f in seed_folders(run_dir, config))
+    seeds = list(range(saved.seed, saved.seed + saved.num_seeds))
+    finished = (all((f / PARAMS_FILE).is_file() for f in seed_folders(run_dir, config))
+                or is_kept(run_dir, saved.env_steps, seeds))
     if finished and saved.env_steps == config.env_steps:
         return Inspection(RunState.DONE)
     steps = complete_checkpoint_steps(run_dir)

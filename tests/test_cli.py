@@ -163,6 +163,7 @@ BAD_INPUTS = [
     # damaged or mismatched results of a finished run
     (["evaluate", "CORRUPT_PARAMS"], ["does not match its checksum", "--checkpoint"]),
     (["evaluate", "NO_MANIFEST"], ["has no checksum", "parameters.json"]),
+    (["reproduce", "--seed-group", "0"], ["--seed-group must be at least 1"]),
     (["train", "--resume", "FINISHED", "--env-steps", "200"], ["has trained 400 env steps", "at least 400"]),
 ]
 

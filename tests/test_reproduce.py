@@ -1,6 +1,7 @@
 """`qmix reproduce`: the claim checks on known numbers, the plans and their order, and the smoke scale end to
 end as Ray tasks."""
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from qmix.reproduce import PAPER_MAPS, SCALES, ordered, pair_tasks, plan
+from qmix.sweep.state import RunState, inspect_run
 from qmix.results.report import evaluate_claims
 from qmix.results.stats import TableRow
 
@@ -98,3 +100,67 @@ def test_the_report_links_a_figure_only_when_it_is_there(tmp_path, monkeypatch):
     lines = report._comparison_section("Gone", tmp_path, "gone", runs, {}, "note")
     assert not [line for line in lines if line.startswith("![")]
 
+
+
+def _finished_run(folder: Path, config) -> None:
+    """A run folder as `qmix train` leaves it, with stand-in parameter bytes (no training needed here)."""
+    from qmix.config import config_to_yaml
+    from qmix.run_folder import write_parameter_manifest
+
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(config_to_yaml(config))
+    (folder / "metrics.jsonl").write_text(json.dumps({"env_steps": config.env_steps, "test_win_rate": 0.5}) + "\n")
+    (folder / "params.msgpack").write_bytes(b"\x80" * 64)
+    write_parameter_manifest(folder, ["params.msgpack"])
+    (folder / "checkpoints" / str(config.env_steps)).mkdir(parents=True)
+    (folder / "tensorboard").mkdir()
+
+
+def test_a_kept_run_comes_back_to_an_empty_storage_as_done_and_its_other_seeds_train_beside_it(tmp_path):
+    from qmix.config import replace
+    from qmix.reproduce import _keep_finished, pair_config, pair_is_complete
+    from qmix.sweep.execute import triage
+    from qmix.sweep.keep import restore_kept
+
+    scale, storage, keep = SCALES["smoke"], tmp_path / "storage", tmp_path / "kept"
+    base = pair_config(scale, "3m", "qmix")
+    _finished_run(storage / "runs" / "3m-qmix" / "seed_0", replace(base, seed=0, num_seeds=1))
+    (storage / "report.md").write_text("report\n")
+    _keep_finished(scale, [("3m", "qmix")], storage, keep)
+
+    kept = keep / "runs" / "3m-qmix" / "seed_0"
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "kept.json", "metrics.jsonl", "parameters.json"]
+    assert (keep / "report.md").is_file()
+
+    fresh = tmp_path / "fresh"  # a new machine: only the kept folder survived
+    assert restore_kept(keep, fresh) == [fresh / "runs" / "3m-qmix" / "seed_0"]
+    assert restore_kept(keep, fresh) == []  # what is there already is never touched
+    tasks = pair_tasks(scale, [("3m", "qmix")], fresh, memory_limit=None)
+    assert [t.name for t in tasks] == ["3m-qmix/seed_0", "3m-qmix/seed_1"]  # seed 1 beside it, not over it
+    to_run, skipped = triage(tasks)
+    assert [o.task.name for o in skipped] == ["3m-qmix/seed_0"] and [t.name for t in to_run] == ["3m-qmix/seed_1"]
+    assert not pair_is_complete(fresh / "runs" / "3m-qmix", scale, "3m", "qmix")
+
+    # a kept copy at another budget is not done
+    bigger = replace(base, env_steps=base.env_steps * 2)
+    assert inspect_run(fresh / "runs" / "3m-qmix" / "seed_0", replace(bigger, seed=0, num_seeds=1)).state is not RunState.DONE
+
+
+def test_a_kept_run_cannot_be_evaluated_and_says_where_its_parameters_are(tmp_path, capsys):
+    from qmix import cli
+    from qmix.config import replace
+    from qmix.reproduce import _keep_finished, pair_config
+
+    scale = SCALES["smoke"]
+    _finished_run(tmp_path / "s" / "runs" / "3m-qmix" / "seed_0", replace(pair_config(scale, "3m", "qmix"), num_seeds=1))
+    _keep_finished(scale, [("3m", "qmix")], tmp_path / "s", tmp_path / "k")
+    sys.argv = ["qmix", "evaluate", str(tmp_path / "k" / "runs" / "3m-qmix" / "seed_0"), "--episodes", "2"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    assert "is a kept summary" in capsys.readouterr().err
+
+
+def test_seed_group_one_gives_one_task_per_seed(tmp_path):
+    tasks = pair_tasks(SCALES["medium"], [("3m", "qmix")], tmp_path, memory_limit=None, seed_group=1)
+    assert [t.name for t in tasks] == ["3m-qmix/seed_0", "3m-qmix/seed_1", "3m-qmix/seed_2"]

@@ -239,3 +239,43 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_run_as_one_process(c
     again = subprocess.run(sweep_command(spec, cluster), capture_output=True, text=True, env=cluster.environment,
                            timeout=300)
     assert "0 trained, 1 finished before, 0 failed of 1 tasks" in again.stdout
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_sweep_with_one_line_and_the_same_command_resumes_it(cluster, tmp_path):
+    from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
+
+    out = tmp_path / "out"
+    spec = write_spec(tmp_path / "stop.yaml", maps=["3m"], algs=["qmix"], seeds=1, env_steps=1400,
+                      settings={**TINY_3M, "test_interval_episodes": 0}, out=str(out))
+    driver = subprocess.Popen(sweep_command(spec, cluster), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, env=cluster.environment)
+    try:
+        deadline = time.time() + 600
+        while not any((p / MARKER).is_file() for p in (out / "3m-qmix" / CHECKPOINT_FOLDER).glob("[0-9]*")):
+            assert driver.poll() is None and time.time() < deadline, "no checkpoint before the run ended"
+            time.sleep(0.1)
+        worker = read_status(out, "3m-qmix")["pid"]
+        driver.send_signal(signal.SIGTERM)  # what a cluster's scheduler sends before pre-emption
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 128 + signal.SIGTERM, output
+    assert output.strip().splitlines()[-1].startswith("qmix: stopped by SIGTERM: 1 running task(s) cancelled")
+    assert "Traceback" not in output and "SIGTERM received" not in output
+    deadline = time.time() + 30
+    while _alive(worker) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker), "the cancelled task's worker outlived the sweep"
+    again = subprocess.run(sweep_command(spec, cluster), capture_output=True, text=True, env=cluster.environment,
+                           timeout=600)
+    assert again.returncode == 0 and "done 3m-qmix: resumed from env step" in again.stdout, again.stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -30,6 +30,7 @@ from qmix.run import load_run_config
 from qmix.run_folder import (
     AVERAGED_AGENT_FILE,
     EVALUATION_FILE,
+    KEPT_FILE,
     PARAMS_FILE,
     seed_folders,
     verified_parameter_bytes,
@@ -118,6 +119,9 @@ def load_agent_file(path: Path, trainer: Trainer):
 
 
 def _read_params(path: Path, template, run_dir: Path):
+    if not path.is_file() and any((folder / KEPT_FILE).is_file() for folder in (path.parent, path.parent.parent)):
+        raise ConfigError(f"'{path.parent}' is a kept summary of a finished run: its parameters were left out "
+                          f"({KEPT_FILE} says so); evaluate the run folder it was copied from")
     if not path.is_file():
         raise ConfigError(
             f"no final parameters in '{path.parent}' ({path.name} is written when training ends); "

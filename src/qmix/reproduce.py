@@ -97,12 +97,23 @@ def pair_config(scale: Scale, map_name: str, alg: str):
 
 def pair_tasks(scale: Scale, pairs, out: Path, memory_limit: int | None, cpus: float = 1.0, gpus: float = 0.0,
                seed_group: int | None = None):
-    from qmix.sweep.plan import make_tasks
+    """The tasks of each pair: its finished run folders as they are (to be skipped), then its other seeds."""
+    from qmix.sweep.memory import task_memory_bytes
+    from qmix.sweep.plan import Task, make_tasks
 
     tasks = []
     for map_name, alg in pairs:
-        tasks += make_tasks(out / "runs", pair_config(scale, map_name, alg), f"{map_name}-{alg}",
-                            list(range(scale.seeds)), seed_group, memory_limit, cpus, gpus)
+        base, name = pair_config(scale, map_name, alg), f"{map_name}-{alg}"
+        finished = finished_run_folders(out / "runs" / name, scale, map_name, alg)
+        for folder, _, seeds in finished:
+            config = replace(base, seed=seeds[0], num_seeds=len(seeds))
+            tasks.append(Task(name=str(folder.relative_to(out / "runs")), run_dir=folder, settings=config.to_dict(),
+                              cpus=cpus, gpus=gpus, memory=task_memory_bytes(config), retries=3, group=name))
+        done = {s for _, _, seeds in finished for s in seeds}
+        remaining = [s for s in range(scale.seeds) if s not in done]
+        if remaining:  # beside finished seed groups, the rest go in seed groups too
+            tasks += make_tasks(out / "runs", base, name, remaining, seed_group, memory_limit, cpus, gpus,
+                                subfolders=bool(finished))
     return tasks
 
 
@@ -214,8 +225,7 @@ def reproduce(
 
         cluster = start_ray(address, cpus, gpus, memory)
         try:
-            todo = [p for p in ordered(pairs, order) if out / "runs" / f"{p[0]}-{p[1]}" not in finished()]
-            tasks = pair_tasks(scale, todo, out, cluster.largest_node_memory, seed_group=seed_group)
+            tasks = pair_tasks(scale, ordered(pairs, order), out, cluster.largest_node_memory, seed_group=seed_group)
             print(f"reproduce ({scale_name}): {len(pairs)} method-map pairs, {len(tasks)} tasks on "
                   f"{cluster.nodes} node(s) ({cluster.address}, {cluster.cpus:g} CPUs); storage {out}", flush=True)
 

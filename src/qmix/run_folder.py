@@ -8,6 +8,7 @@ RUN_DIR/
   checkpoints/<env step>/     whole-state checkpoints for --resume
   seed_<s>/                   with num_seeds > 1: each run's config.yaml, metrics, tensorboard, parameters
   evaluation*.json            written by `qmix evaluate`
+  kept.json                   only in a kept copy (`qmix reproduce --keep`): what was left out
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ PARAMS_FILE = "params.msgpack"  # a run's final parameters, in each seed folder
 AVERAGED_AGENT_FILE = "averaged_agent.msgpack"  # the averaged agent network (average_policy=true)
 EVALUATION_FILE = "evaluation.json"
 PARAMETER_MANIFEST = "parameters.json"  # size, SHA-256 and finiteness of every final parameter file
+KEPT_FILE = "kept.json"  # a copy of a finished run's small files, its parameters left out (qmix.sweep.keep)
 LOCK_FILE = ".qmix.lock"  # held (flock) by the one process training the run
 INT32_MAX = 2**31 - 1
 # What `qmix train` and `qmix evaluate` write: all of it goes when a run is started again with --force.

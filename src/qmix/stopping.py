@@ -39,7 +39,8 @@ class GracefulStop:
 
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            # None: the previous handler was set outside Python (e.g. Ray's crash reporter); the default stands in
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
     @property
     def name(self) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from qmix.config import ConfigError
+from qmix.stopping import GracefulStop, StopRequested
 from qmix.sweep.memory import format_bytes
 from qmix.sweep.plan import Task
 from qmix.sweep.state import RunState, inspect_run
@@ -137,6 +138,27 @@ def _error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
+def _submit_while_free(queue: list[Task], running: dict, slots: int, remote, out: Path, sweep_id: str, display) -> None:
+    while queue and len(running) < slots:
+        task = queue.pop(0)
+        ref = remote.options(
+            num_cpus=task.cpus, num_gpus=task.gpus, memory=task.memory, max_retries=task.retries,
+            retry_exceptions=False, name=task.name,
+        ).remote(task, str(out), sweep_id)
+        running[ref] = task
+        display.submitted(task)
+
+
+def _outcome(task: Task, ref, out: Path) -> Outcome:
+    import ray
+
+    try:
+        result = ray.get(ref)
+        return Outcome(task, "done", result.get("mode", ""), result)
+    except Exception as error:  # the task's own error or a lost worker: report it, go on
+        return Outcome(task, "failed", f"{_error_line(error)} (log: {log_path(out, task.name)})")
+
+
 def run_tasks(
     tasks: list[Task],
     out: Path,
@@ -161,33 +183,27 @@ def run_tasks(
     queue = list(to_run)
     running: dict[ray.ObjectRef, Task] = {}
     display.start(tasks, outcomes)
-    try:
-        while queue or running:
-            while queue and len(running) < slots:
-                task = queue.pop(0)
-                ref = remote.options(
-                    num_cpus=task.cpus, num_gpus=task.gpus, memory=task.memory, max_retries=task.retries,
-                    retry_exceptions=False, name=task.name,
-                ).remote(task, str(out), sweep_id)
-                running[ref] = task
-                display.submitted(task)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
-            for ref in ready:
-                task = running.pop(ref)
-                try:
-                    result = ray.get(ref)
-                    outcome = Outcome(task, "done", result.get("mode", ""), result)
-                except Exception as error:  # the task's own error or a lost worker: report it, go on
-                    outcome = Outcome(task, "failed", f"{_error_line(error)} (log: {log_path(out, task.name)})")
-                outcomes[task.name] = outcome
-                display.finished(outcome)
-                if on_finished is not None:
-                    on_finished(outcome)
-            display.refresh(sweep_id)
-    except KeyboardInterrupt:
-        for ref in running:
-            ray.cancel(ref, force=True)
-        raise
-    finally:
-        display.stop()
+    # Entered after ray.init, so a SIGTERM (a cluster's pre-emption) stops the sweep, not Ray's own handler.
+    with GracefulStop() as stop:
+        try:
+            while queue or running:
+                if stop.requested:
+                    raise StopRequested(stop.requested, f"stopped by {stop.name}: {len(running)} running task(s) "
+                                        "cancelled; run the same command to continue (finished runs are skipped, "
+                                        "the others resume from their newest checkpoints)")
+                _submit_while_free(queue, running, slots, remote, out, sweep_id, display)
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
+                for ref in ready:
+                    outcome = _outcome(running.pop(ref), ref, out)
+                    outcomes[outcome.task.name] = outcome
+                    display.finished(outcome)
+                    if on_finished is not None:
+                        on_finished(outcome)
+                display.refresh(sweep_id)
+        except (KeyboardInterrupt, StopRequested):
+            for ref in running:
+                ray.cancel(ref, force=True)
+            raise
+        finally:
+            display.stop()
     return [outcomes[t.name] for t in tasks]

@@ -16,9 +16,8 @@ import shutil
 from pathlib import Path
 
 from qmix.files import write_atomic
-from qmix.run_folder import CONFIG_FILE, METRICS_FILE, PARAMETER_MANIFEST
+from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, PARAMETER_MANIFEST
 
-KEPT_FILE = "kept.json"
 # What a kept run folder holds (per run folder and per seed folder); everything else is left behind.
 RUN_FILES = (CONFIG_FILE, METRICS_FILE, PARAMETER_MANIFEST, "evaluation*.json", "learning_curve.*")
 # What a storage folder holds besides its runs (reproduce's report, figures and small results).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ class Task:
     retries: int
     group: str  # the run folder holding all seeds of this map, algorithm and settings
 
-    @property
+    @cached_property  # validating every setting takes ~10 ms; the progress display asks every few seconds
     def config(self) -> Config:
         return config_from_sources([("the task's settings", self.settings)])
 
@@ -101,14 +102,16 @@ def make_tasks(
     cpus: float = 1.0,
     gpus: float = 0.0,
     retries: int = 3,
+    subfolders: bool = False,
 ) -> list[Task]:
-    """The tasks of one map, algorithm and setting: its seeds in groups (`seed_group`, or as many as fit)."""
+    """The tasks of one map, algorithm and setting: its seeds in groups (`seed_group`, or as many as fit).
+    One group is the folder itself unless `subfolders` (other groups of it are already there)."""
     group = seed_group or largest_group(base, len(seeds), memory_limit)
     groups = split_seeds(seeds, group)
     tasks = []
     for members in groups:
         config = _with_seeds(base, members[0], len(members))
-        name = folder if len(groups) == 1 else f"{folder}/{group_folder(members)}"
+        name = folder if len(groups) == 1 and not subfolders else f"{folder}/{group_folder(members)}"
         tasks.append(Task(name=name, run_dir=out / name, settings=config.to_dict(), cpus=cpus, gpus=gpus,
                           memory=task_memory_bytes(config), retries=retries, group=folder))
     return tasks

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from qmix.reproduce import PAPER_MAPS, SCALES, ordered, pair_tasks, plan
-from qmix.sweep.state import RunState, inspect_run
 from qmix.results.report import evaluate_claims
 from qmix.results.stats import TableRow
+from qmix.sweep.state import RunState, inspect_run
 
 
 def row(map_name, alg, final):

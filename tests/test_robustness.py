@@ -206,3 +206,19 @@ def test_a_signal_during_start_up_exits_cleanly_and_leaves_no_run_folder(tmp_pat
     assert done.returncode == 143, done.stderr
     assert done.stderr.strip().splitlines() == ["qmix: stopped by SIGTERM during start-up; nothing was trained"]
     assert not run.exists()
+
+
+def test_files_written_atomically_get_the_permissions_of_a_plain_open(tmp_path):
+    import os
+
+    from qmix.files import _umask, write_atomic
+
+    _umask.cache_clear()
+    previous = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "a.json", "{}")
+        (tmp_path / "b.json").write_text("{}")
+    finally:
+        os.umask(previous)
+        _umask.cache_clear()
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777 == 0o644

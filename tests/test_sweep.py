@@ -111,6 +111,29 @@ def test_the_replay_estimate_follows_the_environment_and_sizes_the_seed_groups(t
     assert [t.seeds for t in together] == [[0, 1, 2]]
 
 
+def test_a_task_too_big_for_the_free_memory_waits_and_the_next_one_that_fits_starts(tmp_path):
+    from dataclasses import replace as with_fields
+
+    from qmix.sweep.execute import MemoryBook
+
+    config = build_config(preset="default", map="3m", env_steps=1000)
+    task = make_tasks(tmp_path, config, "3m-qmix", [0], None, None)[0]
+    big, small, also_big = (with_fields(task, name=n, memory=m) for n, m in (("big", 12), ("small", 4), ("also", 12)))
+    book = MemoryBook([20])
+    queue = [big, also_big, small]
+    assert book.first_fitting(queue) == 0
+    book.take(queue.pop(0))
+    assert book.first_fitting(queue) == 1  # the second big one waits; the small one goes beside the first
+    book.take(queue.pop(1))
+    assert book.first_fitting(queue) is None
+    book.release(big)
+    assert book.first_fitting(queue) == 0
+    two_nodes = MemoryBook([10, 16])
+    two_nodes.take(big)  # first fit: the second node
+    assert two_nodes.free == [10, 4] and two_nodes.first_fitting([also_big, small]) == 1
+    assert MemoryBook([]).first_fitting([big]) == 0  # memory unknown: everything fits
+
+
 def test_a_run_folder_is_done_resumable_fresh_or_in_the_way(tmp_path):
     config = build_config(preset="default", map="3m", env_steps=1000)
     run = tmp_path / "run"

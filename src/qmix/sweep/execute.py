@@ -43,6 +43,7 @@ class ClusterInfo:
     cpus: float
     gpus: float
     largest_node_memory: int  # bytes of Ray's `memory` resource on the biggest node
+    node_memory: list[int] = field(default_factory=list)  # the same, node by node
 
 
 def _check_reachable(address: str) -> None:
@@ -87,6 +88,7 @@ def start_ray(address: str | None = None, cpus: int | None = None, gpus: int | N
         cpus=resources.get("CPU", 0.0),
         gpus=resources.get("GPU", 0.0),
         largest_node_memory=int(max((n["Resources"].get("memory", 0) for n in alive), default=0)),
+        node_memory=[int(n["Resources"].get("memory", 0)) for n in alive],
     )
 
 
@@ -138,9 +140,44 @@ def _error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[0] if text else ''}"
 
 
-def _submit_while_free(queue: list[Task], running: dict, slots: int, remote, out: Path, sweep_id: str, display) -> None:
+class MemoryBook:
+    """What the running tasks declared, node by node (first fit, as Ray would place them): a queued task
+    that fits nowhere now waits, and the next one that fits starts instead of idling a core behind it.
+    With the nodes' memory unknown (an empty list), every task fits."""
+
+    def __init__(self, node_memory: list[int]):
+        self.free = list(node_memory)
+        self.placed: dict[str, int] = {}  # task name -> node index
+
+    def _node_for(self, task: Task) -> int | None:
+        if not self.free:
+            return -1
+        return next((i for i, free in enumerate(self.free) if task.memory <= free), None)
+
+    def first_fitting(self, queue: list[Task]) -> int | None:
+        """Index in `queue` of the first task some node can hold now (None: wait for a task to end)."""
+        return next((i for i, task in enumerate(queue) if self._node_for(task) is not None), None)
+
+    def take(self, task: Task) -> None:
+        node = self._node_for(task)
+        if node is not None and node >= 0:
+            self.free[node] -= task.memory
+            self.placed[task.name] = node
+
+    def release(self, task: Task) -> None:
+        node = self.placed.pop(task.name, None)
+        if node is not None:
+            self.free[node] += task.memory
+
+
+def _submit_while_free(queue: list[Task], running: dict, slots: int, book: MemoryBook, remote, out: Path,
+                       sweep_id: str, display) -> None:
     while queue and len(running) < slots:
-        task = queue.pop(0)
+        index = book.first_fitting(queue)
+        if index is None:
+            return
+        task = queue.pop(index)
+        book.take(task)
         ref = remote.options(
             num_cpus=task.cpus, num_gpus=task.gpus, memory=task.memory, max_retries=task.retries,
             retry_exceptions=False, name=task.name,
@@ -177,11 +214,12 @@ def run_tasks(
     sweep_id = uuid.uuid4().hex
     remote = ray.remote(max_calls=1)(train_task)  # a fresh process per task: its memory goes when it ends
     # Ray keeps its own queue, but not in our order across tasks of different sizes: hand tasks over
-    # only as slots free up, so the first tasks of the list are the first to start.
+    # only as slots (and memory) free up, so the first tasks of the list that fit are the first to start.
     smallest = min((t.cpus for t in to_run), default=1.0) or 1.0
     slots = max_running or max(1, int(cluster.cpus // smallest))
     queue = list(to_run)
     running: dict[ray.ObjectRef, Task] = {}
+    book = MemoryBook(cluster.node_memory)
     display.start(tasks, outcomes)
     # Entered after ray.init, so a SIGTERM (a cluster's pre-emption) stops the sweep, not Ray's own handler.
     with GracefulStop() as stop:
@@ -191,10 +229,12 @@ def run_tasks(
                     raise StopRequested(stop.requested, f"stopped by {stop.name}: {len(running)} running task(s) "
                                         "cancelled; run the same command to continue (finished runs are skipped, "
                                         "the others resume from their newest checkpoints)")
-                _submit_while_free(queue, running, slots, remote, out, sweep_id, display)
+                _submit_while_free(queue, running, slots, book, remote, out, sweep_id, display)
                 ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
                 for ref in ready:
-                    outcome = _outcome(running.pop(ref), ref, out)
+                    task = running.pop(ref)
+                    book.release(task)
+                    outcome = _outcome(task, ref, out)
                     outcomes[outcome.task.name] = outcome
                     display.finished(outcome)
                     if on_finished is not None:

@@ -164,6 +164,7 @@ BAD_INPUTS = [
     (["evaluate", "CORRUPT_PARAMS"], ["does not match its checksum", "--checkpoint"]),
     (["evaluate", "NO_MANIFEST"], ["has no checksum", "parameters.json"]),
     (["reproduce", "--seed-group", "0"], ["--seed-group must be at least 1"]),
+    (["reproduce", "--out", "same", "--keep", "same"], ["is the --out folder itself", "another folder"]),
     (["train", "--resume", "FINISHED", "--env-steps", "200"], ["has trained 400 env steps", "at least 400"]),
 ]
 

@@ -194,6 +194,8 @@ def reproduce(
     scale = SCALES[scale_name]
     for name in maps or []:
         build_config(preset=scale.preset, map=name)  # validates the map name with a clear error
+    if keep is not None and keep.resolve() == out.resolve():
+        raise ConfigError(f"--keep '{keep}' is the --out folder itself; keep summaries in another folder (one that lasts)")
     out.mkdir(parents=True, exist_ok=True)
     if keep is not None:
         from qmix.sweep.keep import restore_kept

@@ -62,6 +62,7 @@ def test_big_maps_split_their_seeds_to_fit_the_memory_of_a_node(tmp_path):
     assert all(t.memory <= 13 * 10**9 for t in tasks)
 
 
+@pytest.mark.slow  # Ray and twelve small trainings: minutes (CI runs the slow set)
 def test_smoke_scale_runs_end_to_end(tmp_path, capsys):
     from qmix import cli
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qmix.checkpoint import write_atomic
-from qmix.config import ConfigError, build_config, replace
+from qmix.config import Config, ConfigError, build_config, replace
 
 PAPER_MAPS = ["3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z"]
 MAIN_ALGS = ["iql", "vdn", "qmix"]
@@ -98,18 +98,15 @@ def pair_config(scale: Scale, map_name: str, alg: str):
 def pair_tasks(scale: Scale, pairs, out: Path, memory_limit: int | None, cpus: float = 1.0, gpus: float = 0.0,
                seed_group: int | None = None):
     """The tasks of each pair: its finished run folders as they are (to be skipped), then its other seeds."""
-    from qmix.sweep.memory import task_memory_bytes
-    from qmix.sweep.plan import Task, make_tasks
+    from qmix.sweep.plan import make_tasks, task_for
 
     tasks = []
     for map_name, alg in pairs:
         base, name = pair_config(scale, map_name, alg), f"{map_name}-{alg}"
         finished = finished_run_folders(out / "runs" / name, scale, map_name, alg)
-        for folder, _, seeds in finished:
-            config = replace(base, seed=seeds[0], num_seeds=len(seeds))
-            tasks.append(Task(name=str(folder.relative_to(out / "runs")), run_dir=folder, settings=config.to_dict(),
-                              cpus=cpus, gpus=gpus, memory=task_memory_bytes(config), retries=3, group=name))
-        done = {s for _, _, seeds in finished for s in seeds}
+        tasks += [task_for(out / "runs", str(folder.relative_to(out / "runs")), config, name, cpus, gpus)
+                  for folder, config in finished]
+        done = {s for _, config in finished for s in _seeds(config)}
         remaining = [s for s in range(scale.seeds) if s not in done]
         if remaining:  # beside finished seed groups, the rest go in seed groups too
             tasks += make_tasks(out / "runs", base, name, remaining, seed_group, memory_limit, cpus, gpus,
@@ -117,9 +114,13 @@ def pair_tasks(scale: Scale, pairs, out: Path, memory_limit: int | None, cpus: f
     return tasks
 
 
-def finished_run_folders(pair_dir: Path, scale: Scale, map_name: str, alg: str) -> list[tuple[Path, int, list[int]]]:
-    """The pair's finished run folders, each with its env steps and seeds: the pair folder itself (all seeds
-    in one task) or its seed groups."""
+def _seeds(config) -> range:
+    return range(config.seed, config.seed + config.num_seeds)
+
+
+def finished_run_folders(pair_dir: Path, scale: Scale, map_name: str, alg: str) -> list[tuple[Path, Config]]:
+    """The pair's finished run folders, each with its config: the pair folder itself (all seeds in one
+    task) or its seed groups."""
     from qmix.sweep.state import RunState, inspect_run
 
     wanted = pair_config(scale, map_name, alg)
@@ -134,13 +135,13 @@ def finished_run_folders(pair_dir: Path, scale: Scale, map_name: str, alg: str) 
         saved = build_config(config_file=folder / "config.yaml")
         group = replace(wanted, seed=saved.seed, num_seeds=saved.num_seeds)
         if inspect_run(folder, group).state is RunState.DONE:
-            finished.append((folder, saved.env_steps, list(range(saved.seed, saved.seed + saved.num_seeds))))
+            finished.append((folder, group))
     return finished
 
 
 def pair_is_complete(pair_dir: Path, scale: Scale, map_name: str, alg: str) -> bool:
     """Every seed has finished in some run folder of the pair (one folder of all seeds, or seed groups)."""
-    seeds = {s for _, _, group in finished_run_folders(pair_dir, scale, map_name, alg) for s in group}
+    seeds = {s for _, config in finished_run_folders(pair_dir, scale, map_name, alg) for s in _seeds(config)}
     return seeds >= set(range(scale.seeds))
 
 

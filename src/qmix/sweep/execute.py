@@ -9,6 +9,7 @@ the cluster can run, so the order of the list is the order in which runs start.
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -42,8 +43,11 @@ class ClusterInfo:
     nodes: int
     cpus: float
     gpus: float
-    largest_node_memory: int  # bytes of Ray's `memory` resource on the biggest node
-    node_memory: list[int] = field(default_factory=list)  # the same, node by node
+    node_memory: list[int]  # bytes of Ray's `memory` resource, node by node
+
+    @property
+    def largest_node_memory(self) -> int:
+        return max(self.node_memory, default=0)
 
 
 def _check_reachable(address: str) -> None:
@@ -87,7 +91,6 @@ def start_ray(address: str | None = None, cpus: int | None = None, gpus: int | N
         nodes=len(alive),
         cpus=resources.get("CPU", 0.0),
         gpus=resources.get("GPU", 0.0),
-        largest_node_memory=int(max((n["Resources"].get("memory", 0) for n in alive), default=0)),
         node_memory=[int(n["Resources"].get("memory", 0)) for n in alive],
     )
 
@@ -146,12 +149,10 @@ class MemoryBook:
     With the nodes' memory unknown (an empty list), every task fits."""
 
     def __init__(self, node_memory: list[int]):
-        self.free = list(node_memory)
+        self.free: list[float] = list(node_memory) or [math.inf]
         self.placed: dict[str, int] = {}  # task name -> node index
 
     def _node_for(self, task: Task) -> int | None:
-        if not self.free:
-            return -1
         return next((i for i, free in enumerate(self.free) if task.memory <= free), None)
 
     def first_fitting(self, queue: list[Task]) -> int | None:
@@ -160,14 +161,11 @@ class MemoryBook:
 
     def take(self, task: Task) -> None:
         node = self._node_for(task)
-        if node is not None and node >= 0:
-            self.free[node] -= task.memory
-            self.placed[task.name] = node
+        self.free[node] -= task.memory
+        self.placed[task.name] = node
 
     def release(self, task: Task) -> None:
-        node = self.placed.pop(task.name, None)
-        if node is not None:
-            self.free[node] += task.memory
+        self.free[self.placed.pop(task.name)] += task.memory
 
 
 def _submit_while_free(queue: list[Task], running: dict, slots: int, book: MemoryBook, remote, out: Path,

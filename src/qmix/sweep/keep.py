@@ -17,15 +17,17 @@ import shutil
 from pathlib import Path
 
 from qmix.files import write_atomic
-from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, PARAMETER_MANIFEST
+from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, PARAMETER_MANIFEST, seed_folders
 
 # What a kept run folder holds (per run folder and per seed folder); everything else is left behind.
 RUN_FILES = (CONFIG_FILE, PARAMETER_MANIFEST, "evaluation*.json", "learning_curve.*")
 # Of each metrics line, what the report, `qmix plot` and the tables read; training diagnostics (loss,
 # gradient norm, train returns) stay with the original run folder and its TensorBoard log.
 KEPT_METRICS = ("env_steps", "episodes", "test_win_rate", "test_return", "test_length", "wall_seconds")
-# What a storage folder holds besides its runs (reproduce's report, figures and small results).
-TOP_FILES = ("report.md", "*.png", "*.svg", "two_step.json", "heuristic.json")
+# What a storage folder holds besides its runs: small results worth giving back (not recomputed), and
+# the report with its figures (rewritten anyway).
+RESULT_FILES = ("two_step.json", "heuristic.json")
+TOP_FILES = ("report.md", "*.png", "*.svg", *RESULT_FILES)
 
 
 def read_kept(run_dir: Path) -> dict | None:
@@ -36,10 +38,14 @@ def read_kept(run_dir: Path) -> dict | None:
         return None
 
 
-def is_kept(run_dir: Path, env_steps: int, seeds: list[int]) -> bool:
-    """`run_dir` is a kept copy of a finished run of these seeds at this budget."""
+def _seeds(config) -> list[int]:
+    return list(range(config.seed, config.seed + config.num_seeds))
+
+
+def is_kept(run_dir: Path, config) -> bool:
+    """`run_dir` is a kept copy of a finished run of this config's seeds at its budget."""
     kept = read_kept(run_dir) or {}
-    return kept.get("env_steps") == env_steps and kept.get("seeds") == seeds
+    return kept.get("env_steps") == config.env_steps and kept.get("seeds") == _seeds(config)
 
 
 def _copy_matching(source: Path, dest: Path, patterns: tuple[str, ...]) -> None:
@@ -70,29 +76,30 @@ def _keep_folder(source: Path, dest: Path) -> None:
         write_atomic(dest / METRICS_FILE, thin_metrics(metrics.read_text(encoding="utf-8")))
 
 
-def keep_run(run_dir: Path, dest: Path, env_steps: int, seeds: list[int]) -> None:
-    """Copy the small files of the finished run folder `run_dir` to `dest`; `kept.json` is written last."""
+def keep_run(run_dir: Path, dest: Path, config) -> None:
+    """Copy the small files of the finished run folder `run_dir` (trained with `config`) to `dest`;
+    `kept.json` is written last."""
     _keep_folder(run_dir, dest)
-    for seed_dir in sorted(run_dir.glob("seed_*")):
-        if seed_dir.is_dir():
-            _keep_folder(seed_dir, dest / seed_dir.name)
-    write_kept_marker(dest, env_steps, seeds)
+    for folder in seed_folders(run_dir, config):
+        if folder != run_dir:
+            _keep_folder(folder, dest / folder.name)
+    write_kept_marker(dest, config)
 
 
-def write_kept_marker(dest: Path, env_steps: int, seeds: list[int]) -> None:
-    marker = {"env_steps": env_steps, "seeds": seeds,
+def write_kept_marker(dest: Path, config) -> None:
+    marker = {"env_steps": config.env_steps, "seeds": _seeds(config),
               "left_out": "parameters (*.msgpack), checkpoints/ and tensorboard/; evaluate the original run folder",
               "metrics_fields": list(KEPT_METRICS)}
     write_atomic(dest / KEPT_FILE, json.dumps(marker, indent=1) + "\n")
 
 
-def keep_storage(storage: Path, dest: Path, done_runs: list[tuple[Path, int, list[int]]]) -> None:
-    """Copy the storage folder's report files and every finished run (path, env steps, seeds) to `dest`."""
+def keep_storage(storage: Path, dest: Path, done_runs: list[tuple[Path, object]]) -> None:
+    """Copy the storage folder's report files and every finished run (its folder and config) to `dest`."""
     _copy_matching(storage, dest, TOP_FILES)
-    for run_dir, env_steps, seeds in done_runs:
+    for run_dir, config in done_runs:
         target = dest / run_dir.relative_to(storage)
-        if not is_kept(target, env_steps, seeds):
-            keep_run(run_dir, target, env_steps, seeds)
+        if not is_kept(target, config):
+            keep_run(run_dir, target, config)
 
 
 def restore_kept(dest: Path, storage: Path) -> list[Path]:
@@ -100,11 +107,10 @@ def restore_kept(dest: Path, storage: Path) -> list[Path]:
     them yet; returns the run folders given back. A run already in `storage` is never touched."""
     if not dest.is_dir():
         return []
-    for pattern in ("two_step.json", "heuristic.json"):
-        for path in dest.glob(pattern):
-            if not (storage / path.name).exists():
-                storage.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, storage / path.name)
+    for name in RESULT_FILES:
+        if (dest / name).is_file() and not (storage / name).exists():
+            storage.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(dest / name, storage / name)
     restored = []
     for marker in sorted(dest.rglob(KEPT_FILE)):
         kept = marker.parent

@@ -92,6 +92,13 @@ def group_folder(seeds: list[int]) -> str:
     return f"seed_{seeds[0]}" if len(seeds) == 1 else f"seeds_{seeds[0]}-{seeds[-1]}"
 
 
+def task_for(out: Path, name: str, config: Config, group: str, cpus: float = 1.0, gpus: float = 0.0,
+             retries: int = 3) -> Task:
+    """The task training `config` (its seeds) in the run folder out/name."""
+    return Task(name=name, run_dir=out / name, settings=config.to_dict(), cpus=cpus, gpus=gpus,
+                memory=task_memory_bytes(config), retries=retries, group=group)
+
+
 def make_tasks(
     out: Path,
     base: Config,
@@ -112,8 +119,7 @@ def make_tasks(
     for members in groups:
         config = _with_seeds(base, members[0], len(members))
         name = folder if len(groups) == 1 and not subfolders else f"{folder}/{group_folder(members)}"
-        tasks.append(Task(name=name, run_dir=out / name, settings=config.to_dict(), cpus=cpus, gpus=gpus,
-                          memory=task_memory_bytes(config), retries=retries, group=folder))
+        tasks.append(task_for(out, name, config, folder, cpus, gpus, retries))
     return tasks
 
 

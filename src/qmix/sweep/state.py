@@ -58,9 +58,7 @@ def inspect_run(run_dir: Path, config: Config) -> Inspection:
     if saved.env_steps > config.env_steps:
         return Inspection(RunState.CONFLICT, f"'{run_dir}' holds a run with a larger budget "
                           f"({saved.env_steps:,} > {config.env_steps:,} env steps); move it away")
-    seeds = list(range(saved.seed, saved.seed + saved.num_seeds))
-    finished = (all((f / PARAMS_FILE).is_file() for f in seed_folders(run_dir, config))
-                or is_kept(run_dir, saved.env_steps, seeds))
+    finished = all((f / PARAMS_FILE).is_file() for f in seed_folders(run_dir, config)) or is_kept(run_dir, saved)
     if finished and saved.env_steps == config.env_steps:
         return Inspection(RunState.DONE)
     steps = complete_checkpoint_steps(run_dir)

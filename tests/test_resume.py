@@ -111,6 +111,21 @@ def test_two_runs_with_one_seed_give_identical_metrics(uninterrupted, config, tr
     assert_same_run(tmp_path / "again", uninterrupted)
 
 
+def test_a_run_killed_after_its_last_checkpoint_finishes_when_resumed_to_its_own_budget(
+        uninterrupted, config, trainer, tmp_path):
+    # A run's last checkpoint may overshoot its budget (whole iterations); a sweep's retry names the
+    # budget. Here the copy says its budget was 10 env steps short of where its last checkpoint stands.
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted, run_dir)
+    budget = metrics(run_dir)[-1]["env_steps"] - 10
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({**saved, "env_steps": budget}, sort_keys=False))
+    for name in ("params.msgpack", "parameters.json"):
+        (run_dir / name).unlink()  # killed between the last checkpoint and the final parameters
+    resume(run_dir, {"env_steps": budget}, trainer=trainer, **QUIET)
+    assert_same_run(run_dir, uninterrupted)
+
+
 def test_a_killed_and_resumed_run_equals_the_uninterrupted_one(uninterrupted, config, trainer, tmp_path, capsys):
     run_dir = tmp_path / "run"
     with pytest.raises(Killed):

@@ -199,7 +199,10 @@ def resume(
 def _refuse_a_lower_budget(run_dir: Path, config: Config, restored: Restored, store: CheckpointStore,
                            changes: dict[str, Any] | None) -> None:
     trained = int(np.max(np.asarray(restored.runners.env_steps)))
-    if changes and "env_steps" in changes and config.env_steps < trained:
+    # The run's own budget is no change: a run killed after its last checkpoint (which overshoots the
+    # budget by up to one iteration) but before its final parameters just finishes.
+    lowered = changes and "env_steps" in changes and config.env_steps != load_run_config(run_dir).env_steps
+    if lowered and config.env_steps < trained:
         store.close()
         raise ConfigError(
             f"'{run_dir}' has trained {trained:,} env steps (its newest checkpoint); --env-steps {config.env_steps:,} "

@@ -27,23 +27,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def source_path_environment() -> dict[str, str]:
-    """Workers import qmix from the same source tree as the tests."""
+def source_path_environment(auth_token: str | None = None) -> dict[str, str]:
+    """Workers import qmix from the same source tree as the tests. A private cluster on the loopback needs
+    no auth token unless the test is about the token."""
     import qmix
 
     source = str(Path(qmix.__file__).resolve().parents[1])
     path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{path}" if path else source,
-            # a private cluster on the loopback, for this test only: no auth token to share between its processes
-            "RAY_AUTH_MODE": "disabled"}
+    auth = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": auth_token} if auth_token else {"RAY_AUTH_MODE": "disabled"}
+    return {**os.environ, "PYTHONPATH": f"{source}{os.pathsep}{path}" if path else source, **auth}
 
 
 class LoopbackCluster:
-    def __init__(self, nodes: int = 2, cpus_per_node: int = 1):
+    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, auth_token: str | None = None):
         self.temp = Path(tempfile.mkdtemp(prefix="qr", dir="/tmp"))  # short: Ray's socket paths have a limit
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
-        self.environment = source_path_environment()
+        self.environment = source_path_environment(auth_token)
         self.processes: list[subprocess.Popen] = []
         self.logs = []
         try:

@@ -56,6 +56,16 @@ def test_the_medium_scale_does_qmix_on_all_six_maps_first():
     assert ordered(pairs, "plan") == pairs
 
 
+def test_the_report_covers_the_whole_plan_whichever_maps_are_trained():
+    from qmix.reproduce import report_plan
+
+    medium = SCALES["medium"]
+    assert plan(medium, ["3s5z"]) == [("3s5z", a) for a in ["iql", "vdn", "qmix", "qmix_ns", "qmix_lin", "vdn_s"]]
+    assert report_plan(medium, ["3s5z"]) == report_plan(medium) == plan(medium)
+    beyond = report_plan(medium, ["25m"])  # a map outside the scale joins the report beside the scale's own
+    assert len(beyond) == len(set(beyond)) and set(beyond) == set(plan(medium)) | set(plan(medium, ["25m"]))
+
+
 def test_big_maps_split_their_seeds_to_fit_the_memory_of_a_node(tmp_path):
     tasks = pair_tasks(SCALES["medium"], [("3m", "qmix"), ("1c3s5z", "qmix")], tmp_path, memory_limit=13 * 10**9)
     assert [t.name for t in tasks] == ["3m-qmix", "1c3s5z-qmix/seed_0", "1c3s5z-qmix/seed_1", "1c3s5z-qmix/seed_2"]

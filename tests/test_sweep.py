@@ -78,6 +78,28 @@ def test_an_unreachable_cluster_gets_one_line_and_exit_code_2(tmp_path):
     assert done.stderr.strip().splitlines()[-1].startswith(f"qmix: error: cannot reach a Ray cluster at '{address}'")
 
 
+@pytest.mark.slow
+def test_a_cluster_that_wants_an_auth_token_gets_one_line_naming_the_token(tmp_path):
+    import secrets
+
+    from ray_cluster import LoopbackCluster
+
+    spec = tmp_path / "ok.yaml"
+    spec.write_text(f"maps: [two_step]\npreset: two_step\nout: {tmp_path / 'out'}\n")
+    cluster = LoopbackCluster(nodes=1, auth_token=secrets.token_hex(32))  # as `ray start --head` does by default
+    try:
+        driver = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+        driver["HOME"] = str(tmp_path)  # no ~/.ray/auth_token of this machine's own
+        done = subprocess.run([sys.executable, "-m", "qmix.cli", "sweep", str(spec), "--address", cluster.address],
+                              capture_output=True, text=True, timeout=300, env=driver)
+    finally:
+        cluster.stop()
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"qmix: error: the Ray cluster at '{cluster.address}' refused this driver")
+    assert "set RAY_AUTH_MODE=token" in last
+
+
 # ----- the plan -----
 
 def test_seeds_are_split_into_even_groups_of_consecutive_seeds():

@@ -229,7 +229,8 @@ def plot(
 def reproduce(
     scale: Annotated[str, typer.Option(help="smoke (minutes), small (a few hours on 2 cores), medium (six maps, 1M "
                                        "steps), paper (full)")] = "small",
-    maps: Annotated[list[str] | None, typer.Option("--maps", help="limit the maps (repeat the option)")] = None,
+    maps: Annotated[list[str] | None, typer.Option(
+        "--maps", help="train only these maps (repeat the option); the report covers all")] = None,
     out: Annotated[Path, typer.Option("--out", help="folder for runs, figures and report.md")] = Path(
         "reproduction"
     ),

@@ -80,6 +80,13 @@ def plan(scale: Scale, maps: list[str] | None = None) -> list[tuple[str, str]]:
     return pairs
 
 
+def report_plan(scale: Scale, maps: list[str] | None = None) -> list[tuple[str, str]]:
+    """The pairs the report covers: the scale's whole plan, whichever maps this command trains (--maps
+    limits the training only, so a report kept across machines never loses the pairs run elsewhere)."""
+    extra = [m for m in maps or [] if m not in scale.maps]
+    return plan(scale, scale.maps + extra)
+
+
 ORDERS = ("qmix-first", "plan")
 
 
@@ -205,20 +212,24 @@ def reproduce(
         if restored:
             print(f"{len(restored)} finished run(s) given back from {keep}", flush=True)
     start = time.perf_counter()
-    pairs = plan(scale, maps)
-    all_maps = sorted({m for m, _ in pairs}, key=lambda m: (m not in PAPER_MAPS, m))
+    pairs, reported = plan(scale, maps), report_plan(scale, maps)
+    trained_maps = sorted({m for m, _ in pairs}, key=lambda m: (m not in PAPER_MAPS, m))
     two_step = two_step_results(scale, out)
-    heuristic = heuristic_results(scale, all_maps, out)
+    heuristic = heuristic_results(scale, trained_maps, out)
     from qmix.results.report import write_report
 
     def finished() -> list[Path]:
-        return [out / "runs" / f"{m}-{a}" for m, a in pairs if pair_is_complete(out / "runs" / f"{m}-{a}", scale, m, a)]
+        return [out / "runs" / f"{m}-{a}" for m, a in reported
+                if pair_is_complete(out / "runs" / f"{m}-{a}", scale, m, a)]
 
     def keep_finished() -> None:
         if keep is not None:
-            _keep_finished(scale, pairs, out, keep)
+            _keep_finished(scale, reported, out, keep)
 
-    report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+    def write() -> Path:
+        return write_report(out, scale_name, scale, reported, two_step, heuristic, finished())
+
+    report = write()
     keep_finished()
     outcomes = []
     if not report_only:
@@ -235,7 +246,7 @@ def reproduce(
             def on_finished(outcome) -> None:
                 nonlocal report
                 if outcome.status == "done":
-                    report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+                    report = write()
                     keep_finished()
 
             outcomes = run_tasks(tasks, out / "runs", cluster, SweepDisplay(out / "runs", enabled=progress),
@@ -244,7 +255,7 @@ def reproduce(
             stop_ray()
         for line in outcome_lines(outcomes):
             print(line)
-        report = write_report(out, scale_name, scale, pairs, two_step, heuristic, finished())
+        report = write()
         keep_finished()
     print(f"reproduction ({scale_name}) finished in {time.perf_counter() - start:.0f} s: {report}")
     failed = [o for o in outcomes if o.status == "failed"]

@@ -62,6 +62,18 @@ def _check_reachable(address: str) -> None:
                           "`ray start --head` or fix --address") from None
 
 
+def _refused_connection(address: str) -> str:
+    """The head's port answered but Ray would not connect: with Ray 2.60's default that is the auth token."""
+    # `ray start --head` turns token authentication on, but a driver given an explicit address sends its
+    # token only when told to (RAY_AUTH_MODE=token), so the usual cause is a missing or different token.
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return (f"the Ray cluster at '{address}' refused this driver: a cluster started by `ray start --head` "
+                "expects its auth token; set RAY_AUTH_MODE=token here (the token is read from ~/.ray/auth_token "
+                "or RAY_AUTH_TOKEN, and must be the head's)")
+    return (f"the Ray cluster at '{address}' refused this driver: check that ~/.ray/auth_token (or "
+            "RAY_AUTH_TOKEN) holds the head's token, and that --address is the head's GCS port")
+
+
 def start_ray(address: str | None = None, cpus: int | None = None, gpus: int | None = None,
               memory: int | None = None) -> ClusterInfo:
     """Join the cluster at `address`, or start Ray on this machine (all its cores unless `cpus`)."""
@@ -75,9 +87,8 @@ def start_ray(address: str | None = None, cpus: int | None = None, gpus: int | N
         _check_reachable(address)
         try:
             ray.init(address=address, log_to_driver=False, logging_level="WARNING")
-        except ConnectionError as error:
-            raise ConfigError(f"cannot reach a Ray cluster at '{address}' ({str(error).splitlines()[0]}); "
-                              "start one with `ray start --head` or fix --address") from None
+        except ConnectionError:
+            raise ConfigError(_refused_connection(address)) from None
     else:
         # Ray starts its processes with fork + exec, which JAX (already imported) warns about needlessly.
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)

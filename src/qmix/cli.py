@@ -142,7 +142,7 @@ def evaluate(
                                                         help="use the newest kept checkpoint at or before "
                                                         "this env step")] = None,
     averaged: Annotated[bool, typer.Option("--averaged", help="play the averaged agent networks (runs trained "
-                                           "with policy_average_tau > 0)")] = False,
+                                           "with average_policy=true)")] = False,
 ) -> None:
     """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json
     (evaluation_averaged.json with --averaged, evaluation_checkpoint_<step>.json from a checkpoint)."""

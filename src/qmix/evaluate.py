@@ -105,7 +105,7 @@ def _saved_templates(trainer: Trainer) -> dict:
 
 
 def load_final_averaged_agent(folder: Path, trainer: Trainer, run_dir: Path):
-    """The averaged agent network (policy_average_tau > 0) `qmix train` wrote in `folder`."""
+    """The averaged agent network (average_policy=true) `qmix train` wrote in `folder`."""
     template = _saved_templates(trainer)["averaged_agent"]
     return _read_params(folder / AVERAGED_AGENT_FILE, template, run_dir)
 

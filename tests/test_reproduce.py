@@ -157,6 +157,25 @@ def test_a_kept_run_comes_back_to_an_empty_storage_as_done_and_its_other_seeds_t
     assert inspect_run(fresh / "runs" / "3m-qmix" / "seed_0", replace(bigger, seed=0, num_seeds=1)).state is not RunState.DONE
 
 
+def test_an_evaluation_made_after_a_run_was_kept_reaches_the_kept_copy_on_the_next_keep(tmp_path):
+    from qmix.config import replace
+    from qmix.reproduce import _keep_finished, pair_config
+
+    scale, storage, keep = SCALES["smoke"], tmp_path / "storage", tmp_path / "kept"
+    run = storage / "runs" / "3m-qmix" / "seed_0"
+    _finished_run(run, replace(pair_config(scale, "3m", "qmix"), num_seeds=1))
+    _keep_finished(scale, [("3m", "qmix")], storage, keep)
+    kept = keep / "runs" / "3m-qmix" / "seed_0"
+    marker = (kept / "kept.json").read_text()
+    assert not (kept / "evaluation.json").exists()
+
+    (run / "evaluation.json").write_text('{"win_rate": 0.75}\n')  # `qmix evaluate` on the original folder
+    (run / "metrics.jsonl").write_text("changed after keeping\n")  # not a file written after the run ends
+    _keep_finished(scale, [("3m", "qmix")], storage, keep)
+    assert (kept / "evaluation.json").read_text() == '{"win_rate": 0.75}\n'
+    assert (kept / "kept.json").read_text() == marker and "changed" not in (kept / "metrics.jsonl").read_text()
+
+
 def test_a_kept_run_cannot_be_evaluated_and_says_where_its_parameters_are(tmp_path, capsys):
     from qmix import cli
     from qmix.config import replace

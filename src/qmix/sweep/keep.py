@@ -20,7 +20,9 @@ from qmix.files import write_atomic
 from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, PARAMETER_MANIFEST, seed_folders
 
 # What a kept run folder holds (per run folder and per seed folder); everything else is left behind.
-RUN_FILES = (CONFIG_FILE, PARAMETER_MANIFEST, "evaluation*.json", "learning_curve.*")
+# Written by `qmix evaluate` and `qmix plot`, possibly after the run was kept: copied again on every keep.
+LATER_FILES = ("evaluation*.json", "learning_curve.*")
+RUN_FILES = (CONFIG_FILE, PARAMETER_MANIFEST, *LATER_FILES)
 # Of each metrics line, what the report, `qmix plot` and the tables read; training diagnostics (loss,
 # gradient norm, train returns) stay with the original run folder and its TensorBoard log.
 KEPT_METRICS = ("env_steps", "episodes", "test_win_rate", "test_return", "test_length", "wall_seconds")
@@ -76,13 +78,17 @@ def _keep_folder(source: Path, dest: Path) -> None:
         write_atomic(dest / METRICS_FILE, thin_metrics(metrics.read_text(encoding="utf-8")))
 
 
+def _folder_pairs(run_dir: Path, dest: Path, config) -> list[tuple[Path, Path]]:
+    """(source, kept copy) for the run folder and each of its seed folders."""
+    pairs = [(run_dir, dest)]
+    return pairs + [(f, dest / f.name) for f in seed_folders(run_dir, config) if f != run_dir]
+
+
 def keep_run(run_dir: Path, dest: Path, config) -> None:
     """Copy the small files of the finished run folder `run_dir` (trained with `config`) to `dest`;
     `kept.json` is written last."""
-    _keep_folder(run_dir, dest)
-    for folder in seed_folders(run_dir, config):
-        if folder != run_dir:
-            _keep_folder(folder, dest / folder.name)
+    for source, target in _folder_pairs(run_dir, dest, config):
+        _keep_folder(source, target)
     write_kept_marker(dest, config)
 
 
@@ -100,6 +106,9 @@ def keep_storage(storage: Path, dest: Path, done_runs: list[tuple[Path, object]]
         target = dest / run_dir.relative_to(storage)
         if not is_kept(target, config):
             keep_run(run_dir, target, config)
+        elif run_dir != target:
+            for source, kept in _folder_pairs(run_dir, target, config):
+                _copy_matching(source, kept, LATER_FILES)  # an evaluation made since it was kept
 
 
 def restore_kept(dest: Path, storage: Path) -> list[Path]:

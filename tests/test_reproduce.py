@@ -194,3 +194,27 @@ def test_a_kept_run_cannot_be_evaluated_and_says_where_its_parameters_are(tmp_pa
 def test_seed_group_one_gives_one_task_per_seed(tmp_path):
     tasks = pair_tasks(SCALES["medium"], [("3m", "qmix")], tmp_path, memory_limit=None, seed_group=1)
     assert [t.name for t in tasks] == ["3m-qmix/seed_0", "3m-qmix/seed_1", "3m-qmix/seed_2"]
+
+
+def test_the_report_tables_the_greedy_evaluations_of_each_pair_with_a_t_interval(tmp_path):
+    from qmix.results.evaluations import evaluation_section, pair_evaluations
+
+    def evaluation(folder: Path, win_rates: list[float], params: str = "final", name: str = "evaluation.json"):
+        folder.mkdir(parents=True, exist_ok=True)
+        runs = [{"episodes": 512, "win_rate": w} for w in win_rates]
+        (folder / name).write_text(json.dumps({"params": params, "runs": runs}))
+
+    pair = tmp_path / "runs" / "1c3s5z-qmix_ns"
+    evaluation(pair / "seed_0", [0.80])
+    evaluation(pair / "seed_1", [0.90])
+    evaluation(pair / "seed_1", [0.10], params="checkpoint", name="evaluation_checkpoint_100.json")  # not final
+    evaluation(tmp_path / "runs" / "3m-qmix", [0.5, 0.5, 0.5])  # three seeds side by side in one folder
+    (tmp_path / "runs" / "5m-vdn").mkdir()  # finished, not evaluated: no row
+
+    rows = pair_evaluations([pair, tmp_path / "runs" / "3m-qmix", tmp_path / "runs" / "5m-vdn"], runs_per_pair=3)
+    assert [(r.map, r.alg, r.win_rates) for r in rows] == [("1c3s5z", "qmix_ns", [0.8, 0.9]), ("3m", "qmix", [0.5] * 3)]
+    lines = evaluation_section(rows)
+    # two runs: mean 85.0, half-width t(0.975, 1) * sd / sqrt(2) = 12.7062 * 0.070711 / 1.41421 = 0.63531
+    assert "| 1c3s5z | qmix_ns | 2 of 3 | 512 | 85.0 ± 63.5 | 80.0, 90.0 |" in lines
+    assert "| 3m | qmix | 3 of 3 | 512 | 50.0 ± 0.0 | 50.0, 50.0, 50.0 |" in lines
+    assert evaluation_section([]) == []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qmix.results.evaluations import evaluation_section, pair_evaluations
 from qmix.results.plots import plot_runs
 from qmix.results.runs import load_runs
 from qmix.results.stats import TableRow, aggregate_table, format_table_markdown
@@ -190,6 +191,7 @@ def write_report(
     lines += _smac_reference(main_maps)
     lines += _comparison_section("Ablations: QMIX, QMIX-NS, QMIX-Lin, VDN-S (and VDN)", out, "ablations",
                                  ablation_runs, heuristic, "The same protocol on the ablation maps.")
+    lines += evaluation_section(pair_evaluations(finished, scale.seeds))
     path = out / "report.md"
     write_atomic(path, "\n".join(lines) + "\n")
     return path

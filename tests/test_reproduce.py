@@ -87,14 +87,19 @@ def test_smoke_scale_runs_end_to_end(tmp_path, capsys):
     assert (out / "main.png").stat().st_size > 0 and (out / "ablations.svg").exists()
     for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", report):
         assert (out / image).is_file(), image  # every figure the report shows is beside it
-    # a second call skips every finished run
+    evaluations = sorted((out / "runs").glob("*/evaluation.json"))  # each task evaluated its run
+    assert len(evaluations) == 6 and all(len(json.loads(e.read_text())["runs"]) == 2 for e in evaluations)
+    assert "| 3m | qmix | 2 of 2 | 4 |" in report
+    # a second call skips every finished run, and only evaluates the one whose evaluation went missing
+    (out / "runs" / "3m-vdn" / "evaluation.json").unlink()
     capsys.readouterr()
     sys.argv = ["qmix", "reproduce", "--scale", "smoke", "--out", str(out), "--no-progress"]
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
-    assert printed.count("skipped ") == 6 and "0 trained, 6 finished before, 0 failed of 6 tasks" in printed
+    assert printed.count("skipped ") == 5 and "done     3m-vdn: trained before; greedy win rate" in printed
+    assert (out / "runs" / "3m-vdn" / "evaluation.json").is_file()
 
 
 def test_the_report_links_a_figure_only_when_it_is_there(tmp_path, monkeypatch):
@@ -174,6 +179,28 @@ def test_an_evaluation_made_after_a_run_was_kept_reaches_the_kept_copy_on_the_ne
     _keep_finished(scale, [("3m", "qmix")], storage, keep)
     assert (kept / "evaluation.json").read_text() == '{"win_rate": 0.75}\n'
     assert (kept / "kept.json").read_text() == marker and "changed" not in (kept / "metrics.jsonl").read_text()
+
+
+def test_a_finished_run_without_its_evaluation_goes_to_a_worker_and_a_kept_copy_does_not(tmp_path):
+    from qmix.config import replace
+    from qmix.reproduce import _keep_finished, pair_config
+    from qmix.sweep.execute import triage
+    from qmix.sweep.plan import task_for
+
+    config = replace(pair_config(SCALES["smoke"], "3m", "qmix"), num_seeds=1)
+    storage, keep = tmp_path / "storage", tmp_path / "kept"
+    _finished_run(storage / "runs" / "3m-qmix", config)
+
+    def split(out: Path, episodes: int):
+        to_run, skipped = triage([task_for(out / "runs", "3m-qmix", config, "3m-qmix", evaluate_episodes=episodes)])
+        return len(to_run), len(skipped)
+
+    assert split(storage, 0) == (0, 1)  # no evaluation asked for
+    assert split(storage, 4) == (1, 0)  # finished, not evaluated: a worker evaluates it
+    _keep_finished(SCALES["smoke"], [("3m", "qmix")], storage, keep)
+    assert split(keep, 4) == (0, 1)  # a kept copy has no parameters to play
+    (storage / "runs" / "3m-qmix" / "evaluation.json").write_text("{}")
+    assert split(storage, 4) == (0, 1)
 
 
 def test_a_kept_run_cannot_be_evaluated_and_says_where_its_parameters_are(tmp_path, capsys):

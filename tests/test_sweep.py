@@ -66,6 +66,15 @@ def test_the_command_line_exits_2_on_a_bad_sweep_file_without_a_traceback(tmp_pa
         "qmix, vdn, iql, qmix_ns, qmix_lin, vdn_s"]
 
 
+def test_evaluate_episodes_of_a_sweep_file_reach_its_tasks_and_a_bad_value_is_one_line(tmp_path):
+    spec = parse_spec({"maps": ["3m"], "seeds": 2, "seed_group": 1, "evaluate_episodes": 64}, "s.yaml", tmp_path)
+    assert [t.evaluate_episodes for t in sweep_tasks(spec, memory_limit=None)] == [64, 64]
+    assert parse_spec({"maps": ["3m"]}, "s.yaml", tmp_path).evaluate_episodes == 0
+    with pytest.raises(ConfigError, match=r"^sweep file 's.yaml': 'evaluate_episodes' must be a whole number >= 0, "
+                       r"got -1$"):
+        parse_spec({"maps": ["3m"], "evaluate_episodes": -1}, "s.yaml", tmp_path)
+
+
 def test_an_unreachable_cluster_gets_one_line_and_exit_code_2(tmp_path):
     from ray_cluster import free_port
 
@@ -237,6 +246,17 @@ def test_a_tiny_sweep_runs_on_both_nodes_and_a_second_one_does_nothing(cluster, 
                            timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 trained, 4 finished before, 0 failed of 4 tasks" in again.stdout
+
+
+@pytest.mark.slow
+def test_without_address_a_sweep_starts_its_own_ray_even_beside_a_cluster_on_the_machine(cluster, tmp_path):
+    spec = write_spec(tmp_path / "local.yaml", maps=["two_step"], preset="two_step", env_steps=400,
+                      out=str(tmp_path / "out"))
+    beside = {**cluster.environment, "RAY_ADDRESS": cluster.address}  # which a plain ray.init() would join
+    done = subprocess.run([sys.executable, "-m", "qmix.cli", "sweep", str(spec), "--cpus", "1", "--no-progress"],
+                          capture_output=True, text=True, env=beside, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "(local, 1 CPUs, 0 GPUs)" in done.stdout and "1 trained, 0 finished before, 0 failed of 1 tasks" in done.stdout
 
 
 def metrics(folder: Path):

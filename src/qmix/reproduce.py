@@ -37,6 +37,7 @@ class Scale:
     two_step_seeds: int
     heuristic_episodes: int
     overrides: dict[str, Any] = field(default_factory=dict)
+    evaluate_episodes: int = 512  # greedy episodes on each run's final parameters, in its task (report table)
 
 
 SCALES = {
@@ -47,6 +48,7 @@ SCALES = {
         overrides=dict(num_envs=2, batch_size=4, buffer_size_episodes=16, test_episodes=4,
                        test_interval_env_steps=200, agent_hidden_dim=16, mixing_embed_dim=8,
                        hypernet_embed_dim=16, time_buckets=1),
+        evaluate_episodes=4,
     ),
     "small": Scale(
         description="a few hours on 2 CPU cores: 3 seeds, 200k env steps per run, tuned settings",
@@ -111,13 +113,13 @@ def pair_tasks(scale: Scale, pairs, out: Path, memory_limit: int | None, cpus: f
     for map_name, alg in pairs:
         base, name = pair_config(scale, map_name, alg), f"{map_name}-{alg}"
         finished = finished_run_folders(out / "runs" / name, scale, map_name, alg)
-        tasks += [task_for(out / "runs", str(folder.relative_to(out / "runs")), config, name, cpus, gpus)
-                  for folder, config in finished]
+        tasks += [task_for(out / "runs", str(folder.relative_to(out / "runs")), config, name, cpus, gpus,
+                           evaluate_episodes=scale.evaluate_episodes) for folder, config in finished]
         done = {s for _, config in finished for s in _seeds(config)}
         remaining = [s for s in range(scale.seeds) if s not in done]
         if remaining:  # beside finished seed groups, the rest go in seed groups too
             tasks += make_tasks(out / "runs", base, name, remaining, seed_group, memory_limit, cpus, gpus,
-                                subfolders=bool(finished))
+                                subfolders=bool(finished), evaluate_episodes=scale.evaluate_episodes)
     return tasks
 
 

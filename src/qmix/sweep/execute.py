@@ -92,7 +92,9 @@ def start_ray(address: str | None = None, cpus: int | None = None, gpus: int | N
     else:
         # Ray starts its processes with fork + exec, which JAX (already imported) warns about needlessly.
         warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-        ray.init(num_cpus=cpus or os.cpu_count(), num_gpus=gpus, _memory=memory,
+        # "local": a Ray of its own, even where `ray start` runs a cluster on this machine (which a plain
+        # ray.init() would join, refusing the sizes given here)
+        ray.init(address="local", num_cpus=cpus or os.cpu_count(), num_gpus=gpus, _memory=memory,
                  object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, log_to_driver=False,
                  logging_level="WARNING")
     alive = [n for n in ray.nodes() if n.get("Alive")]
@@ -127,11 +129,12 @@ def check_fits(tasks: list[Task], cluster: ClusterInfo) -> None:
 
 
 def triage(tasks: list[Task]) -> tuple[list[Task], list[Outcome]]:
-    """Split off the tasks that need no worker: finished runs (skipped) and folders in the way (failed)."""
+    """Split off the tasks that need no worker: finished runs (skipped) and folders in the way (failed). A
+    finished run still to be evaluated goes to a worker, which only evaluates it."""
     to_run, settled = [], []
     for task in tasks:
         found = inspect_run(task.run_dir, task.config)
-        if found.state is RunState.DONE:
+        if found.state is RunState.DONE and not task.needs_evaluation:
             settled.append(Outcome(task, "skipped", "finished before"))
         elif found.state is RunState.CONFLICT:
             settled.append(Outcome(task, "failed", found.detail))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from qmix.config import Config, build_config, config_from_sources, replace
+from qmix.run_folder import EVALUATION_FILE, KEPT_FILE
 from qmix.sweep.memory import format_bytes, task_memory_bytes
 
 
@@ -30,6 +31,7 @@ class Task:
     memory: int  # bytes declared to the scheduler: the replay estimate plus a process's overhead
     retries: int
     group: str  # the run folder holding all seeds of this map, algorithm and settings
+    evaluate_episodes: int = 0  # greedy episodes on the final parameters once trained (`qmix evaluate`); 0: none
 
     @cached_property  # validating every setting takes ~10 ms; the progress display asks every few seconds
     def config(self) -> Config:
@@ -42,6 +44,12 @@ class Task:
     @property
     def env_steps(self) -> int:
         return int(self.settings["env_steps"])
+
+    @property
+    def needs_evaluation(self) -> bool:
+        """Its evaluation is still to be made (a kept copy has no parameters to play: never)."""
+        return (self.evaluate_episodes > 0 and not (self.run_dir / EVALUATION_FILE).is_file()
+                and not (self.run_dir / KEPT_FILE).is_file())
 
 
 def _format_value(value: Any) -> str:
@@ -93,10 +101,10 @@ def group_folder(seeds: list[int]) -> str:
 
 
 def task_for(out: Path, name: str, config: Config, group: str, cpus: float = 1.0, gpus: float = 0.0,
-             retries: int = 3) -> Task:
+             retries: int = 3, evaluate_episodes: int = 0) -> Task:
     """The task training `config` (its seeds) in the run folder out/name."""
     return Task(name=name, run_dir=out / name, settings=config.to_dict(), cpus=cpus, gpus=gpus,
-                memory=task_memory_bytes(config), retries=retries, group=group)
+                memory=task_memory_bytes(config), retries=retries, group=group, evaluate_episodes=evaluate_episodes)
 
 
 def make_tasks(
@@ -110,6 +118,7 @@ def make_tasks(
     gpus: float = 0.0,
     retries: int = 3,
     subfolders: bool = False,
+    evaluate_episodes: int = 0,
 ) -> list[Task]:
     """The tasks of one map, algorithm and setting: its seeds in groups (`seed_group`, or as many as fit).
     One group is the folder itself unless `subfolders` (other groups of it are already there)."""
@@ -119,7 +128,7 @@ def make_tasks(
     for members in groups:
         config = _with_seeds(base, members[0], len(members))
         name = folder if len(groups) == 1 and not subfolders else f"{folder}/{group_folder(members)}"
-        tasks.append(task_for(out, name, config, folder, cpus, gpus, retries))
+        tasks.append(task_for(out, name, config, folder, cpus, gpus, retries, evaluate_episodes))
     return tasks
 
 
@@ -139,5 +148,6 @@ def sweep_tasks(spec, memory_limit: int | None) -> list[Task]:
                 base = build_config(preset=spec.preset, overrides={**spec.settings, **point}, map=map_name,
                                     alg=alg, env_steps=spec.env_steps)
                 tasks += make_tasks(spec.out, base, folder_name(map_name, alg, point), spec.seeds,
-                                    spec.seed_group, memory_limit, spec.cpus, spec.gpus, spec.retries)
+                                    spec.seed_group, memory_limit, spec.cpus, spec.gpus, spec.retries,
+                                    evaluate_episodes=spec.evaluate_episodes)
     return tasks

@@ -11,6 +11,7 @@
     out: sweeps/example         # storage: every run folder goes under it
     retries: 3                  # attempts after a lost worker or node
     resources: {cpus: 1, gpus: 0}  # per task
+    evaluate_episodes: 512      # greedy episodes on each run's final parameters, as `qmix evaluate`; default 0
 
 Every mistake is one line naming the file, the key and the fix (a ConfigError: exit code 2).
 """
@@ -27,7 +28,7 @@ import yaml
 from qmix.config import ConfigError, build_config
 
 KEYS = ("maps", "algs", "seeds", "seed_group", "preset", "env_steps", "settings", "grid", "out", "retries",
-        "resources")
+        "resources", "evaluate_episodes")
 RESOURCE_KEYS = ("cpus", "gpus")
 
 
@@ -45,6 +46,7 @@ class SweepSpec:
     retries: int = 3
     cpus: float = 1.0
     gpus: float = 0.0
+    evaluate_episodes: int = 0
     source: str = "sweep"  # where the spec came from, for error messages
 
     def grid_points(self) -> list[dict[str, Any]]:
@@ -126,9 +128,10 @@ def parse_spec(data: Any, source: str, out: Path | None = None) -> SweepSpec:
     env_steps = data.get("env_steps")
     if env_steps is not None and (isinstance(env_steps, bool) or not isinstance(env_steps, int) or env_steps < 1):
         _fail(where, f"'env_steps' must be a whole number >= 1, got {env_steps!r}")
-    retries = data.get("retries", 3)
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        _fail(where, f"'retries' must be a whole number >= 0, got {retries!r}")
+    retries, evaluate_episodes = data.get("retries", 3), data.get("evaluate_episodes", 0)
+    for key, value in (("retries", retries), ("evaluate_episodes", evaluate_episodes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            _fail(where, f"'{key}' must be a whole number >= 0, got {value!r}")
     cpus, gpus = _resources(data.get("resources"), where)
     target = out or data.get("out")
     if target is None:
@@ -146,6 +149,7 @@ def parse_spec(data: Any, source: str, out: Path | None = None) -> SweepSpec:
         retries=retries,
         cpus=cpus,
         gpus=gpus,
+        evaluate_episodes=evaluate_episodes,
         source=source,
     )
     check_settings(spec, where)

@@ -1,7 +1,9 @@
 """The body of one task, run in a Ray worker: train the run folder, or continue it from its newest checkpoint.
 
 A retried task (its worker or node died) finds the checkpoints the lost attempt wrote and resumes from the
-newest; a folder without a complete checkpoint starts from env step 0, which the task's result says.
+newest; a folder without a complete checkpoint starts from env step 0, which the task's result says. A task
+asking for an evaluation then plays its final parameters greedily (`qmix evaluate`), while they are on the
+storage: a finished run without its evaluation is given to a worker for that alone.
 """
 
 from __future__ import annotations
@@ -77,18 +79,35 @@ def train_task(task: Task, out: str, sweep_id: str) -> dict:
     found = inspect_run(task.run_dir, config)
     if found.state is RunState.CONFLICT:
         raise ConfigError(found.detail)
-    if found.state is RunState.DONE:
+    if found.state is RunState.DONE and not task.needs_evaluation:
         return {"name": task.name, "mode": "already done", "attempt": attempt, "wall_seconds": 0.0}
+    result = {"name": task.name, "attempt": attempt, "wall_seconds": 0.0}
     log = log_path(out_path, task.name)
     with open(log, "a", encoding="utf-8") as stream, contextlib.redirect_stdout(stream), \
             contextlib.redirect_stderr(stream):
         print(f"--- attempt {attempt} on {_node_address()} (pid {os.getpid()}), {time.ctime()}", flush=True)
-        if found.state is RunState.RESUME:
-            mode = f"resumed {found.detail}"
-            summary = resume(task.run_dir, {"env_steps": task.env_steps}, progress=False)
+        if found.state is RunState.DONE:
+            mode = "trained before"
         else:
-            mode = "from env step 0" + (f" ({found.detail})" if found.detail else "")
-            summary = train(config, task.run_dir, force=True, progress=False)
-        print(f"--- finished: {mode}, {summary.wall_seconds:.0f} s", flush=True)
-    return {"name": task.name, "mode": mode, "attempt": attempt, "wall_seconds": summary.wall_seconds,
-            "final_test_win_rate": list(summary.final_test_win_rate), "env_steps": list(summary.env_steps)}
+            if found.state is RunState.RESUME:
+                mode = f"resumed {found.detail}"
+                summary = resume(task.run_dir, {"env_steps": task.env_steps}, progress=False)
+            else:
+                mode = "from env step 0" + (f" ({found.detail})" if found.detail else "")
+                summary = train(config, task.run_dir, force=True, progress=False)
+            print(f"--- finished: {mode}, {summary.wall_seconds:.0f} s", flush=True)
+            result.update(wall_seconds=summary.wall_seconds, final_test_win_rate=list(summary.final_test_win_rate),
+                          env_steps=list(summary.env_steps))
+        if task.needs_evaluation:
+            mode += "; " + _evaluate(task, result)
+    return {**result, "mode": mode}
+
+
+def _evaluate(task: Task, result: dict) -> str:
+    """`qmix evaluate` on the final parameters, while they are on this storage (its errors fail the task)."""
+    from qmix.evaluate import evaluate_run, format_evaluation
+
+    evaluation = evaluate_run(task.run_dir, episodes=task.evaluate_episodes)
+    print(*format_evaluation(evaluation), sep="\n", flush=True)
+    result["greedy_win_rate"] = evaluation.mean_win_rate
+    return f"greedy win rate {evaluation.mean_win_rate:.1%} over {task.evaluate_episodes} episodes per seed"

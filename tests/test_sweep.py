@@ -73,6 +73,9 @@ def test_evaluate_episodes_of_a_sweep_file_reach_its_tasks_and_a_bad_value_is_on
     with pytest.raises(ConfigError, match=r"^sweep file 's.yaml': 'evaluate_episodes' must be a whole number >= 0, "
                        r"got -1$"):
         parse_spec({"maps": ["3m"], "evaluate_episodes": -1}, "s.yaml", tmp_path)
+    with pytest.raises(ConfigError, match=r"'evaluate_episodes' plays SMAX maps and the two-step game, not "
+                       r"backend=sc2 \(3m\); set it to 0"):
+        parse_spec({"maps": ["3m"], "settings": {"backend": "sc2"}, "evaluate_episodes": 8}, "s.yaml", tmp_path)
 
 
 def test_an_unreachable_cluster_gets_one_line_and_exit_code_2(tmp_path):

@@ -160,12 +160,15 @@ def check_settings(spec: SweepSpec, where: str) -> None:
     """Build one config per map, algorithm and grid point: build_config's own errors name the fix."""
     for map_name, alg, point in itertools.product(spec.maps, spec.algs, spec.grid_points()):
         try:
-            build_config(preset=spec.preset, overrides={**spec.settings, **point}, map=map_name, alg=alg,
-                         env_steps=spec.env_steps)
+            config = build_config(preset=spec.preset, overrides={**spec.settings, **point}, map=map_name, alg=alg,
+                                  env_steps=spec.env_steps)
         except ConfigError as error:
             # build_config names the overrides "override"; here they are the file's settings and grid
             message = str(error).replace("override: ", "settings or grid: ", 1)
             raise ConfigError(f"{where}: {message}") from None
+        if spec.evaluate_episodes and config.backend != "smax":
+            _fail(where, f"'evaluate_episodes' plays SMAX maps and the two-step game, not backend={config.backend} "
+                  f"({map_name}); set it to 0 (the runs' test win rates are in their metrics)")
 
 
 def load_spec(path: Path, out: Path | None = None) -> SweepSpec:

@@ -171,7 +171,7 @@ def write_report(
     claims = evaluate_claims(table, main_maps, ablation_maps)
 
     lines = [f"# Reproduction report: scale `{scale_name}`", "",
-             f"{scale.description}. Preset `{scale.preset}`, {scale.seeds} seeds per method, "
+             f"{scale.description[:1].upper()}{scale.description[1:]}. Preset `{scale.preset}`, {scale.seeds} seeds per method, "
              f"{scale.env_steps:,} env steps per run, SMAX maps against SMAX's scripted enemy, SMAC-style reward. "
              f"Written {datetime.now():%Y-%m-%d %H:%M}; made by `qmix reproduce --scale {scale_name}`.", "",
              "## The paper's claims (Rashid et al., ICML 2018, Section 7)", "", "| claim | verdict | evidence |", "|---|---|---|"]

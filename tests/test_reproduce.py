@@ -145,7 +145,9 @@ def test_a_kept_run_comes_back_to_an_empty_storage_as_done_and_its_other_seeds_t
     _keep_finished(scale, [("3m", "qmix")], storage, keep)
 
     kept = keep / "runs" / "3m-qmix" / "seed_0"
-    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "kept.json", "metrics.jsonl", "parameters.json"]
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "kept.json", "metrics.jsonl"]
+    manifest = json.loads((storage / "runs" / "3m-qmix" / "seed_0" / "parameters.json").read_text())
+    assert json.loads((kept / "kept.json").read_text())["parameters"] == manifest["files"]
     assert (keep / "report.md").is_file()
 
     fresh = tmp_path / "fresh"  # a new machine: only the kept folder survived

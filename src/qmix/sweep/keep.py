@@ -2,8 +2,8 @@
 
 A reproduction or sweep that outlives its machines (spot instances, a scratch disk wiped between jobs)
 keeps, in a folder that lasts (a git checkout, a bucket mount), what the report needs of every finished
-run: its config.yaml, the test points of its metrics, parameter manifest, evaluations and learning
-curve, with `kept.json` saying what was left out. Parameters, checkpoints, TensorBoard logs and the
+run: its config.yaml, the test points of its metrics, evaluations and learning curve, with `kept.json`
+saying what was left out and holding the checksums of the parameters that stayed behind. Parameters, checkpoints, TensorBoard logs and the
 training diagnostics of the metrics stay behind.
 
 Given back to an empty storage folder, a kept run counts as done (its final parameters were written
@@ -22,14 +22,14 @@ from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, PARAMETER_MANI
 # What a kept run folder holds (per run folder and per seed folder); everything else is left behind.
 # Written by `qmix evaluate` and `qmix plot`, possibly after the run was kept: copied again on every keep.
 LATER_FILES = ("evaluation*.json", "learning_curve.*")
-RUN_FILES = (CONFIG_FILE, PARAMETER_MANIFEST, *LATER_FILES)
+RUN_FILES = (CONFIG_FILE, *LATER_FILES)
 # Of each metrics line, what the report, `qmix plot` and the tables read; training diagnostics (loss,
 # gradient norm, train returns) stay with the original run folder and its TensorBoard log.
 KEPT_METRICS = ("env_steps", "episodes", "test_win_rate", "test_return", "test_length", "wall_seconds")
 # What a storage folder holds besides its runs: small results worth giving back (not recomputed), and
-# the report with its figures (rewritten anyway).
+# the report with the PNG figures it shows (rewritten anyway; the SVG copies stay in storage).
 RESULT_FILES = ("two_step.json", "heuristic.json")
-TOP_FILES = ("report.md", "*.png", "*.svg", *RESULT_FILES)
+TOP_FILES = ("report.md", "*.png", *RESULT_FILES)
 
 
 def read_kept(run_dir: Path) -> dict | None:
@@ -89,13 +89,19 @@ def keep_run(run_dir: Path, dest: Path, config) -> None:
     `kept.json` is written last."""
     for source, target in _folder_pairs(run_dir, dest, config):
         _keep_folder(source, target)
-    write_kept_marker(dest, config)
+    write_kept_marker(dest, config, run_dir)
 
 
-def write_kept_marker(dest: Path, config) -> None:
+def write_kept_marker(dest: Path, config, run_dir: Path) -> None:
+    # The parameter manifest goes into the marker rather than beside it: one small file fewer per kept run,
+    # and the checksums still name the parameters that were evaluated.
+    try:
+        parameters = json.loads((run_dir / PARAMETER_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        parameters = {}
     marker = {"env_steps": config.env_steps, "seeds": _seeds(config),
               "left_out": "parameters (*.msgpack), checkpoints/ and tensorboard/; evaluate the original run folder",
-              "metrics_fields": list(KEPT_METRICS)}
+              "metrics_fields": list(KEPT_METRICS), "parameters": parameters}
     write_atomic(dest / KEPT_FILE, json.dumps(marker, indent=1) + "\n")
 
 

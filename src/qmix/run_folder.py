@@ -165,6 +165,14 @@ def write_parameter_manifest(folder: Path, names: list[str]) -> None:
     write_atomic(folder / PARAMETER_MANIFEST, json.dumps({"files": files}, indent=1) + "\n")
 
 
+def parameter_checksums(folder: Path) -> dict:
+    """The manifest's entry per final parameter file ({name: {bytes, sha256}}); {} where there is none."""
+    try:
+        return json.loads((folder / PARAMETER_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (FileNotFoundError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return {}
+
+
 def verified_parameter_bytes(path: Path) -> bytes:
     """The bytes of a final parameter file, checked against the folder's manifest, or a one-line ConfigError."""
     import hashlib

@@ -3,8 +3,8 @@
 A reproduction or sweep that outlives its machines (spot instances, a scratch disk wiped between jobs)
 keeps, in a folder that lasts (a git checkout, a bucket mount), what the report needs of every finished
 run: its config.yaml, the test points of its metrics, evaluations and learning curve, with `kept.json`
-saying what was left out and holding the checksums of the parameters that stayed behind. Parameters, checkpoints, TensorBoard logs and the
-training diagnostics of the metrics stay behind.
+saying what was left out and holding the checksums of the parameters that stayed behind. Parameters,
+checkpoints, TensorBoard logs and the training diagnostics of the metrics stay behind.
 
 Given back to an empty storage folder, a kept run counts as done (its final parameters were written
 and checksummed before it was kept), so the same command trains only what is missing.
@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from qmix.files import write_atomic
-from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, PARAMETER_MANIFEST, seed_folders
+from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, parameter_checksums, seed_folders
 
 # What a kept run folder holds (per run folder and per seed folder); everything else is left behind.
 # Written by `qmix evaluate` and `qmix plot`, possibly after the run was kept: copied again on every keep.
@@ -95,13 +95,9 @@ def keep_run(run_dir: Path, dest: Path, config) -> None:
 def write_kept_marker(dest: Path, config, run_dir: Path) -> None:
     # The parameter manifest goes into the marker rather than beside it: one small file fewer per kept run,
     # and the checksums still name the parameters that were evaluated.
-    try:
-        parameters = json.loads((run_dir / PARAMETER_MANIFEST).read_text(encoding="utf-8"))["files"]
-    except (FileNotFoundError, ValueError, KeyError, TypeError, UnicodeDecodeError):
-        parameters = {}
     marker = {"env_steps": config.env_steps, "seeds": _seeds(config),
               "left_out": "parameters (*.msgpack), checkpoints/ and tensorboard/; evaluate the original run folder",
-              "metrics_fields": list(KEPT_METRICS), "parameters": parameters}
+              "metrics_fields": list(KEPT_METRICS), "parameters": parameter_checksums(run_dir)}
     write_atomic(dest / KEPT_FILE, json.dumps(marker, indent=1) + "\n")
 
 

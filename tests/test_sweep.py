@@ -276,7 +276,8 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_run_as_one_process(c
 
     settings = {**TINY_3M, "test_interval_episodes": 0}
     out = tmp_path / "out"
-    spec = write_spec(tmp_path / "kill.yaml", maps=["3m"], algs=["qmix"], seeds=2, env_steps=1400,
+    # 4,000 steps: after the first checkpoint (step 200) the run trains for seconds, not a race with the kill
+    spec = write_spec(tmp_path / "kill.yaml", maps=["3m"], algs=["qmix"], seeds=2, env_steps=4000,
                       settings=settings, out=str(out), retries=2)
     driver = subprocess.Popen(sweep_command(spec, cluster), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env=cluster.environment)
@@ -299,7 +300,7 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_same_run_as_one_process(c
     assert "done 3m-qmix: resumed from env step" in output and "attempt 2" in output
     assert read_status(out, "3m-qmix")["attempt"] == 2
     reference = tmp_path / "one-process"
-    train(build_config(preset="default", map="3m", num_seeds=2, env_steps=1400, overrides=settings), reference,
+    train(build_config(preset="default", map="3m", num_seeds=2, env_steps=4000, overrides=settings), reference,
           progress=False, tensorboard=False)
     for seed in ("seed_0", "seed_1"):
         assert metrics(run_dir / seed) == metrics(reference / seed)
@@ -314,7 +315,9 @@ def test_sigterm_stops_the_sweep_with_one_line_and_the_same_command_resumes_it(c
     from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
 
     out = tmp_path / "out"
-    spec = write_spec(tmp_path / "stop.yaml", maps=["3m"], algs=["qmix"], seeds=1, env_steps=1400,
+    # 10,000 steps: the run goes on well past the driver's poll (2 s) after its first checkpoint, so the
+    # SIGTERM lands while it trains (at 1,400 it could end first and the sweep rightly exit 0)
+    spec = write_spec(tmp_path / "stop.yaml", maps=["3m"], algs=["qmix"], seeds=1, env_steps=10_000,
                       settings={**TINY_3M, "test_interval_episodes": 0}, out=str(out))
     driver = subprocess.Popen(sweep_command(spec, cluster), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, env=cluster.environment)

@@ -1,9 +1,12 @@
 """The documentation stays small and whole: a size cap on docs/, parameter files only among the pretrained
-policies, and every relative link and image of README.md and docs/**/*.md pointing at a file that exists."""
+policies, every relative link and image of README.md and docs/**/*.md pointing at a file that exists, and
+every script of the studies and benchmarks importing against today's library."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -97,3 +100,19 @@ def test_the_paper_is_cited_not_a_private_summary_of_it():
     private_summary = "PAPER" + ".md"  # not part of the project: readers have the paper, not that file
     for path in [*markdown_files(), *sorted((ROOT / "benchmarks").glob("*.py")), *sorted(DOCS.rglob("*.py"))]:
         assert private_summary not in path.read_text(encoding="utf-8"), path.relative_to(ROOT)
+
+
+def scripts() -> list[Path]:
+    return [*sorted((DOCS / "studies").rglob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py"))]
+
+
+@pytest.mark.parametrize("script", scripts(), ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_study_and_benchmark_script_imports(script, monkeypatch):
+    """Loaded as a module, not run: an import of a renamed or removed library name fails here, cheaply."""
+    source = script.read_text(encoding="utf-8")
+    assert 'if __name__ == "__main__":' in source, f"{script.relative_to(ROOT)} runs on import (no main guard)"
+    name = "docs_script_" + "_".join(script.relative_to(ROOT).with_suffix("").parts).replace("-", "_")
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up while it loads
+    spec.loader.exec_module(module)

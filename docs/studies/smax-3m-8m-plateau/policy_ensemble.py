@@ -11,51 +11,57 @@ members; if each loses on its own blind spots, it wins more. Every policy plays 
 
 By default the members are every seed folder of the runs named (which must share a map and networks).
 With --within-seeds each seed is its own ensemble, of networks from its one run only: its final agent
-network, its averaged one (runs with policy_average_tau > 0) and those of its older kept checkpoints.
+network, its averaged one (runs with average_policy=true) and those of its older kept checkpoints.
 With --agent-params the members are agent-network files of the run's networks (e.g. snapshots).
 
-These analyses ran with the library as it was before its algorithm/loop redesign (commit a9e3f31, the
-numbers in the study); to rerun them, check that commit out (`git worktree add ../qmix-a9e3f31 a9e3f31`)
-and run the script there.
+The study's numbers were measured with the library before its algorithm/loop redesign (commit a9e3f31);
+this script plays the same games with today's API (the golden runs in tests/ pin that the redesign
+changed no result).
 """
 
 from __future__ import annotations
 
 import argparse
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition, select_actions
 from qmix.checkpoint import CheckpointStore
-from qmix.config import ConfigError
 from qmix.envs.heuristic import wilson_interval
+from qmix.errors import ConfigError
 from qmix.evaluate import checkpoint_learner, load_agent_file, load_final_averaged_agent, load_final_params
-from qmix.learn.learner import Learner
+from qmix.learn.loop import Trainer, run_slice
 from qmix.learn.rollout import run_episodes
-from qmix.learn.train import Trainer, run_slice
 from qmix.results.stats import mean_ci
 from qmix.run import load_run_config, seed_folders
 
 
-class EnsembleActor:
-    """Acts like a `Learner` in rollouts; its agent parameters are the members' stacked on a leading axis."""
+class Ensemble:
+    """Plays like the algorithm in `run_episodes`: its policy is the members' agent networks stacked on a
+    leading axis M, and every agent acts greedily on the mean of their advantages."""
 
-    def __init__(self, learner: Learner, n_members: int):
-        self.learner = learner
+    def __init__(self, algorithm: ValueDecomposition, n_members: int):
+        self.algorithm = algorithm
         self.n_members = n_members
 
-    def initial_hidden(self, *batch: int) -> jax.Array:
-        return jnp.stack([self.learner.initial_hidden(*batch)] * self.n_members)  # [M, ..., N, H]
+    def initial_actor_state(self, n_envs: int):
+        hidden, last_actions = self.algorithm.initial_actor_state(n_envs)
+        return jnp.stack([hidden] * self.n_members), last_actions  # each member keeps its own RNN state
 
-    def act_values(self, stacked_params, hidden, obs, last_actions):
-        def member(params, member_hidden):
-            return self.learner.act_values(params, member_hidden, obs, last_actions)
+    def act(self, stacked_agents, actor_state, key, obs, avail):
+        hidden, last_actions = actor_state
 
-        hidden, q = jax.vmap(member)(stacked_params, hidden)  # q [M, ..., N, A]
-        advantages = q - q.mean(axis=-1, keepdims=True)
-        return hidden, advantages.mean(axis=0)
+        def member(agent_params, member_hidden):
+            return self.algorithm.agent_values(agent_params, member_hidden, obs, last_actions)
+
+        hidden, q = jax.vmap(member)(stacked_agents, hidden)  # q [M, E, N, A]
+        advantages = q - q.mean(axis=-1, keepdims=True)  # members with different value scales count equally
+        actions = select_actions(key, advantages.mean(axis=0), avail, jnp.float32(0.0))  # greedy
+        return (hidden, actions), actions
 
 
 def same_params(a, b) -> bool:
@@ -65,8 +71,8 @@ def same_params(a, b) -> bool:
 def networks_of_each_seed(run_dir: Path) -> list[list[tuple[str, object]]]:
     """Per seed folder: (name, agent params) of its final, averaged and older checkpointed networks."""
     config = load_run_config(run_dir)
-    trainer = Trainer(config)  # this run's own: its checkpoints hold its learner state (averaged or not)
-    averaging = config.policy_average_tau > 0
+    trainer = Trainer(config)  # this run's own: its checkpoints hold its algorithm state (averaged or not)
+    averaging = getattr(config.algorithm, "average_policy", False)
     folders = seed_folders(run_dir, config)
     per_seed = [[("final", load_final_params(folder, trainer, run_dir).agent)] for folder in folders]
     if averaging:
@@ -76,8 +82,8 @@ def networks_of_each_seed(run_dir: Path) -> list[list[tuple[str, object]]]:
     checkpoint_steps = store.complete_steps()
     store.close()
     for step in checkpoint_steps:
-        learner, _ = checkpoint_learner(run_dir, config, trainer, at_most=step)
-        kinds = [("", learner.params.agent)] + ([(" averaged", learner.average_agent)] if averaging else [])
+        alg_state, _ = checkpoint_learner(run_dir, config, trainer, at_most=step)  # every seed, [S, ...]
+        kinds = [("", alg_state.params.agent)] + ([(" averaged", alg_state.average_agent)] if averaging else [])
         for suffix, stacked in kinds:
             for k, networks in enumerate(per_seed):
                 agent = run_slice(stacked, k)
@@ -101,15 +107,19 @@ def main() -> None:
 
     config = load_run_config(args.run_dirs[0])
     trainer = Trainer(config)
+    algorithm = trainer.algorithm
     key = jax.random.PRNGKey(args.seed)
 
-    def win_rate(actor, agent_params) -> float:
-        play = jax.jit(lambda p: run_episodes(actor, trainer.env, p, key, args.episodes, 0.0)[1].won)
-        return float(np.mean(np.asarray(play(agent_params))))
+    @partial(jax.jit, static_argnums=0)  # compiled once per actor: every single network reuses one program
+    def wins(actor, policy) -> jax.Array:
+        return run_episodes(actor, trainer.env, policy, key, args.episodes)[1].won
+
+    def win_rate(actor, policy) -> float:
+        return float(np.mean(np.asarray(wins(actor, policy))))
 
     def ensemble_rate(members) -> float:
         stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
-        return win_rate(EnsembleActor(trainer.learner, len(members)), stacked)
+        return win_rate(Ensemble(algorithm, len(members)), stacked)
 
     def show(name: str, rate: float) -> None:
         low, high = wilson_interval(round(rate * args.episodes), args.episodes)
@@ -122,7 +132,7 @@ def main() -> None:
             for folder, networks in zip(seed_folders(run_dir, load_run_config(run_dir)),
                                         networks_of_each_seed(run_dir), strict=True):
                 print(f"{folder}:")
-                rates = [win_rate(trainer.learner, params) for _, params in networks]
+                rates = [win_rate(algorithm, algorithm.greedy(params)) for _, params in networks]
                 for (name, _), rate in zip(networks, rates, strict=True):
                     show(name, rate)
                 finals.append(rates[0])  # the final network comes first
@@ -144,7 +154,7 @@ def main() -> None:
     if len(members) < 2:
         raise SystemExit("an ensemble needs two runs or more: name a run trained with --seeds 2+, or several runs")
     for folder, params in zip(folders, members, strict=True):
-        show(str(folder), win_rate(trainer.learner, params))
+        show(str(folder), win_rate(algorithm, algorithm.greedy(params)))
     show(f"ensemble of {len(members)}", ensemble_rate(members))
 
 

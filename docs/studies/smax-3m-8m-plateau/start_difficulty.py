@@ -12,9 +12,9 @@ units of a team, and the extent of a team along x, the axis the teams close on).
 With several policies (seed folders, runs, or `--agent-params` snapshots of one run) it also tells whether
 they lose on the same layouts.
 
-These analyses ran with the library as it was before its algorithm/loop redesign (commit a9e3f31, the
-numbers in the study); to rerun them, check that commit out (`git worktree add ../qmix-a9e3f31 a9e3f31`)
-and run the script there.
+The study's numbers were measured with the library before its algorithm/loop redesign (commit a9e3f31);
+this script plays the same games with today's API (the golden runs in tests/ pin that the redesign
+changed no result).
 """
 
 from __future__ import annotations
@@ -26,34 +26,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qmix.config import ConfigError
 from qmix.envs import make_env
+from qmix.errors import ConfigError
 from qmix.evaluate import load_agent_file, load_final_params
+from qmix.learn.loop import Trainer
 from qmix.learn.rollout import policy_step
-from qmix.learn.train import Trainer
 from qmix.run import load_run_config, seed_folders
 
 
 def greedy_win(trainer: Trainer, agent_params, start_key: jax.Array, play_key: jax.Array) -> jax.Array:
     """One greedy episode from the layout `reset(start_key)`, in-game randomness from `play_key`: -> won."""
-    env, learner = trainer.env, trainer.learner
+    env, algorithm = trainer.env, trainer.algorithm
+    policy = algorithm.greedy(agent_params)  # epsilon 0 (value-decomposition algorithms)
     env_state, timestep = env.reset(start_key)
 
     def step(carry, _):
-        key, env_state, timestep, hidden, last_actions, done, won = carry
-        key, step_key, new_hidden, actions = policy_step(  # a batch of one environment: [1, N, ...]
-            learner, agent_params, key, hidden[None], timestep.obs[None], last_actions[None],
-            timestep.avail_actions[None], 0.0,
+        key, env_state, timestep, actor_state, done, won = carry
+        key, step_key, actor_state, actions = policy_step(  # a batch of one environment: [1, N, ...]
+            algorithm, policy, key, actor_state, timestep.obs[None], timestep.avail_actions[None],
         )
         new_state, new_timestep = env.step(step_key, env_state, actions[0])
         keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(done, o, n), new, old)  # noqa: E731
         won = won | (~done & new_timestep.won)
         done = done | new_timestep.terminated | new_timestep.truncated
-        return (key, keep(new_state, env_state), keep(new_timestep, timestep), new_hidden[0], actions[0],
-                done, won), None
+        return (key, keep(new_state, env_state), keep(new_timestep, timestep), actor_state, done, won), None
 
-    no_action = -jnp.ones((env.n_agents,), jnp.int32)
-    carry = (play_key, env_state, timestep, learner.initial_hidden(), no_action, jnp.array(False), jnp.array(False))
+    # the actor state (RNN hidden state, previous actions) is the algorithm's own, for one environment
+    carry = (play_key, env_state, timestep, algorithm.initial_actor_state(1), jnp.array(False), jnp.array(False))
     carry, _ = jax.lax.scan(step, carry, None, length=env.episode_limit)
     return carry[-1]
 
@@ -123,7 +122,7 @@ def main() -> None:
                 for result in layout_win_probabilities(run_dir, starts, plays, args.agent_params)]
 
     config = load_run_config(args.run_dirs[0])
-    env = make_env(config.map, reward=config.reward, episode_limit=config.episode_limit)
+    env = make_env(config)  # the run's map, reward and episode limit
     positions = np.asarray(jax.vmap(lambda k: env.reset(k)[0].state.unit_positions)(starts))
     features = layout_features(positions, env.n_agents)
     print(f"{env.name}: {args.starts} starting layouts x {args.replays} greedy replays per policy")

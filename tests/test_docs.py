@@ -25,6 +25,11 @@ FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 
 
+def scripts() -> list[Path]:
+    """The Python scripts readers run: the benchmarks and the studies' analyses."""
+    return [*sorted((ROOT / "benchmarks").glob("*.py")), *sorted(DOCS.rglob("*.py"))]
+
+
 def markdown_files() -> list[Path]:
     return [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
 
@@ -98,12 +103,8 @@ def test_the_readme_stays_short():
 
 def test_the_paper_is_cited_not_a_private_summary_of_it():
     private_summary = "PAPER" + ".md"  # not part of the project: readers have the paper, not that file
-    for path in [*markdown_files(), *sorted((ROOT / "benchmarks").glob("*.py")), *sorted(DOCS.rglob("*.py"))]:
+    for path in [*markdown_files(), *scripts()]:
         assert private_summary not in path.read_text(encoding="utf-8"), path.relative_to(ROOT)
-
-
-def scripts() -> list[Path]:
-    return [*sorted((DOCS / "studies").rglob("*.py")), *sorted((ROOT / "benchmarks").glob("*.py"))]
 
 
 @pytest.mark.parametrize("script", scripts(), ids=lambda path: str(path.relative_to(ROOT)))

@@ -206,6 +206,27 @@ def test_the_status_line_counts_runs_and_env_steps_from_the_run_folders(tmp_path
     assert display.counts() == {"done": 0, "running": 0, "failed": 1, "queued": 2}
 
 
+def test_the_rate_counts_a_resumed_run_from_its_checkpoint_not_below_zero(tmp_path):
+    import io
+
+    from qmix.sweep.progress import SweepDisplay
+
+    base = build_config(preset="default", map="3m", env_steps=1000)
+    task = make_tasks(tmp_path, base, "3m-qmix", [0], 1, None)[0]
+    task.run_dir.mkdir(parents=True)
+    metrics = task.run_dir / "metrics.jsonl"
+    metrics.write_text(json.dumps({"env_steps": 600}) + "\n")
+    display = SweepDisplay(tmp_path, enabled=False, stream=io.StringIO())
+    display.start([task], {})
+    metrics.write_text(json.dumps({"env_steps": 200}) + "\n")  # resumed: the log is rewound to step 200
+    display._read_steps(force=True)
+    assert " | 0/s | " in display.status_line()
+    metrics.write_text(json.dumps({"env_steps": 200}) + "\n" + json.dumps({"env_steps": 500}) + "\n")
+    display._read_steps(force=True)
+    display.start_time -= 100.0  # 300 env steps in about 100 s
+    assert " | 3/s | " in display.status_line()
+
+
 # ----- on a real two-node cluster -----
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ class SweepDisplay:
         self.outcomes: dict = {}
         self.submitted_at: dict[str, float] = {}
         self.steps: dict[str, int] = {}
-        self.start_steps = 0
+        self.baseline_steps: dict[str, int] = {}  # per task: env steps the rate counts from
         self.start_time = time.perf_counter()
         self.last_read = 0.0
         self.last_line = 0.0
@@ -46,7 +46,7 @@ class SweepDisplay:
     def start(self, tasks: list[Task], outcomes: dict) -> None:
         self.tasks, self.outcomes = tasks, outcomes
         self._read_steps(force=True)
-        self.start_steps = sum(self.steps.values())
+        self.baseline_steps = dict(self.steps)
         self.start_time = time.perf_counter()
         skipped = sum(o.status == "skipped" for o in outcomes.values())
         self.say(f"{len(tasks)} tasks: {skipped} finished before (skipped), {len(tasks) - len(outcomes)} to run")
@@ -107,6 +107,9 @@ class SweepDisplay:
                 self.steps[task.name] = task.env_steps * len(task.seeds)
             else:
                 self.steps[task.name] = sum(min(s, task.env_steps) for s in logged_env_steps(task.run_dir, task.config))
+            # A resumed run rewinds its log to its newest checkpoint: the rate counts from there.
+            if task.name in self.baseline_steps:
+                self.baseline_steps[task.name] = min(self.baseline_steps[task.name], self.steps[task.name])
 
     def _is_running(self, task: Task) -> tuple[bool, dict]:
         if task.name in self.outcomes or task.name not in self.submitted_at:
@@ -135,7 +138,8 @@ class SweepDisplay:
                            if self.outcomes.get(t.name) is not None and self.outcomes[t.name].status == "failed")
         done_steps = sum(self.steps.values()) - failed_steps
         elapsed = time.perf_counter() - self.start_time
-        rate = (sum(self.steps.values()) - self.start_steps) / elapsed if elapsed > 0 else 0.0
+        gained = sum(steps - self.baseline_steps.get(name, steps) for name, steps in self.steps.items())
+        rate = gained / elapsed if elapsed > 0 else 0.0
         eta = format_duration((total - done_steps) / rate) if rate > 0 and counts["queued"] + counts["running"] else "-"
         return (f"runs: {counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
                 f"{counts['queued']} queued | env steps {done_steps:,} / {total:,} | {rate:,.0f}/s | "

@@ -46,7 +46,6 @@ class SweepDisplay:
     def start(self, tasks: list[Task], outcomes: dict) -> None:
         self.tasks, self.outcomes = tasks, outcomes
         self._read_steps(force=True)
-        self.baseline_steps = dict(self.steps)
         self.start_time = time.perf_counter()
         skipped = sum(o.status == "skipped" for o in outcomes.values())
         self.say(f"{len(tasks)} tasks: {skipped} finished before (skipped), {len(tasks) - len(outcomes)} to run")
@@ -107,9 +106,9 @@ class SweepDisplay:
                 self.steps[task.name] = task.env_steps * len(task.seeds)
             else:
                 self.steps[task.name] = sum(min(s, task.env_steps) for s in logged_env_steps(task.run_dir, task.config))
-            # A resumed run rewinds its log to its newest checkpoint: the rate counts from there.
-            if task.name in self.baseline_steps:
-                self.baseline_steps[task.name] = min(self.baseline_steps[task.name], self.steps[task.name])
+            # The rate counts from the first reading, or lower: a resumed run rewinds its log to its checkpoint.
+            steps = self.steps[task.name]
+            self.baseline_steps[task.name] = min(self.baseline_steps.get(task.name, steps), steps)
 
     def _is_running(self, task: Task) -> tuple[bool, dict]:
         if task.name in self.outcomes or task.name not in self.submitted_at:
@@ -138,7 +137,7 @@ class SweepDisplay:
                            if self.outcomes.get(t.name) is not None and self.outcomes[t.name].status == "failed")
         done_steps = sum(self.steps.values()) - failed_steps
         elapsed = time.perf_counter() - self.start_time
-        gained = sum(steps - self.baseline_steps.get(name, steps) for name, steps in self.steps.items())
+        gained = sum(steps - self.baseline_steps[name] for name, steps in self.steps.items())
         rate = gained / elapsed if elapsed > 0 else 0.0
         eta = format_duration((total - done_steps) / rate) if rate > 0 and counts["queued"] + counts["running"] else "-"
         return (f"runs: {counts['done']} done, {counts['running']} running, {counts['failed']} failed, "

@@ -7,6 +7,7 @@ observation returned by the last step is the true final observation (needed to b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jax
@@ -26,6 +27,7 @@ class TimeStep:
     terminated:    [] bool, the task ended (win, loss, or a terminal state): do not bootstrap
     truncated:     [] bool, the time limit ended the episode (and it was not terminated): bootstrap
     won:           [] bool, the episode ended in a win (always False for tasks without one)
+    info:          {name: [] float32}, the step's values of the environment's own measures (see Measure)
     """
 
     obs: jax.Array
@@ -35,11 +37,46 @@ class TimeStep:
     terminated: jax.Array
     truncated: jax.Array
     won: jax.Array
+    info: dict[str, jax.Array] = struct.field(default_factory=dict)
 
     @property
     def done(self) -> jax.Array:
         """The episode is over, for either reason (resets the RNN and the episode)."""
         return self.terminated | self.truncated
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A per-episode number an environment reports beyond return, length and win, from TimeStep.info[name].
+
+    reduce: "last" (the value at the episode's final step) or "sum" (added up over its steps).
+    """
+
+    name: str
+    doc: str
+    reduce: str = "last"
+
+
+@dataclass(frozen=True)
+class EpisodeMetrics:
+    """What an environment's episodes are measured by (logged as train_<name> and test_<name>)."""
+
+    has_win: bool  # episodes can be won (TimeStep.won): win_rate is measured
+    measures: tuple[Measure, ...]  # the environment's own numbers
+    headline: str  # the one metric a run is summarised by: win_rate, return, or a measure's name
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every per-episode metric, by name: return, win_rate (only with a win), length, then the measures."""
+        return ("return", *(("win_rate",) if self.has_win else ()), "length", *(m.name for m in self.measures))
+
+
+def episode_metrics(env) -> EpisodeMetrics:
+    """What `env` declares (`has_win`, `measures`, `headline_metric`), with the defaults for what it leaves
+    out: no win, no measures, and the win rate (if it has one) or else the return as its headline."""
+    has_win = bool(getattr(env, "has_win", False))
+    headline = getattr(env, "headline_metric", "win_rate" if has_win else "return")
+    return EpisodeMetrics(has_win, tuple(getattr(env, "measures", ())), headline)
 
 
 class Environment(Protocol):
@@ -54,6 +91,8 @@ class Environment(Protocol):
     obs_dim: int
     state_dim: int
     episode_limit: int  # the most steps an episode can take; the time limit truncates there
+    # Optional (episode_metrics() gives the defaults): has_win: bool; measures: tuple[Measure, ...];
+    # headline_metric: str.
 
     def reset(self, key: jax.Array) -> tuple[EnvState, TimeStep]: ...
 

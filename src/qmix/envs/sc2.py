@@ -78,6 +78,7 @@ class SC2Env:
     """One SMAC game behind a numpy version of the environment interface; the game starts on first reset."""
 
     host_side = True  # stepped from Python, not inside the compiled loop
+    has_win = True
 
     def __init__(
         self,

@@ -232,6 +232,8 @@ class SmaxEnv:
     (positions [U, 2], health [U], alive [U], types [U]; allies first, U = n_agents + n_enemies).
     """
 
+    has_win = True  # every enemy dead while an ally lives; runs are summarised by their win rate
+
     def __init__(self, map_name: str, reward: str = "smac", episode_limit: int | None = None):
         spec = get_map(map_name)
         if reward not in REWARD_SETTINGS:

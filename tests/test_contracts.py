@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from qmix.algorithms import ALGORITHMS
+from qmix.algorithms.base import has_joint_action_values
+from qmix.algorithms.value_decomposition.settings import settings_with_mixer
 from qmix.config import build_config
 from qmix.envs import ENVIRONMENTS, make_env
 from qmix.learn.episodes import EnvSpec, Episodes
@@ -72,7 +74,8 @@ def test_every_algorithm_acts_on_available_actions_and_makes_one_finite_update(n
     assert bool((~taken | episodes.avail[:, :-1]).all()), "an unavailable action was taken"
     assert stats.lengths.tolist() == [2] * 4
 
-    new_state, metrics = jax.jit(algorithm.update)(state, episodes)
+    new_state, metrics, gradient_steps = jax.jit(algorithm.update)(state, episodes, jax.random.PRNGKey(2))
+    assert gradient_steps.shape == () and gradient_steps.dtype == jnp.int32 and int(gradient_steps) >= 1
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
     for got, want in zip(jax.tree.leaves(new_state), jax.tree.leaves(state), strict=True):
         assert got.shape == want.shape and got.dtype == want.dtype
@@ -80,28 +83,37 @@ def test_every_algorithm_acts_on_available_actions_and_makes_one_finite_update(n
     after = algorithm.after_iteration(new_state, jnp.int32(4))
     assert jax.tree.structure(after) == jax.tree.structure(state)
     saved = algorithm.saved_parameters(after)
-    assert "params" in saved
+    assert list(saved)[0] == "params"
     assert set(algorithm.test_policies(after)) >= {""}
-    jax.tree.structure(algorithm.policy_from_saved("params", saved["params"]))  # a policy from the saved file
+    for saved_name, tree in saved.items():  # every saved file gives a policy that acts on available actions
+        saved_policy = algorithm.policy_from_saved(saved_name, tree)
+        greedy, _ = jax.jit(lambda p, k: run_episodes(algorithm, trainer.env, p, k, 2))(saved_policy, jax.random.PRNGKey(3))
+        assert bool((~jax.nn.one_hot(greedy.actions, two_step_spec.n_actions, dtype=bool) | greedy.avail[:, :-1]).all())
+    if has_joint_action_values(algorithm):
+        _, first = trainer.env.reset(jax.random.PRNGKey(4))
+        table = algorithm.joint_action_values("params", saved["params"], first.obs, first.state, first.avail_actions)
+        assert table.shape == (two_step_spec.n_actions,) * two_step_spec.n_agents
+        assert bool(jnp.isfinite(table).all())
 
 
 @pytest.mark.parametrize("name", MIXERS.names())
 def test_every_mixer_returns_its_outputs_and_a_monotonic_one_is_monotonic(name):
-    from types import SimpleNamespace
-
     entry = MIXERS.entry(name)
-    mixer = entry.target(SimpleNamespace(mixing_embed_dim=8, hypernet_layers=2, hypernet_embed_dim=16))
+    # built from the settings the algorithm it trains under is given (the family's and the mixer's own)
+    mixer = entry.target(settings_with_mixer(entry.facts.get("settings"))(mixing_embed_dim=8, hypernet_embed_dim=16))
     n, a, s = 3, 4, 5
-    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    keys = jax.random.split(jax.random.PRNGKey(0), 5)
     all_qs = 3.0 * jax.random.normal(keys[0], (16, n, a))
     actions = jax.random.randint(keys[1], (16, n), 0, a)
     state = jax.random.normal(keys[2], (16, s))
+    # some actions unavailable, never the one taken
+    avail = (jax.random.uniform(keys[4], (16, n, a)) < 0.6) | jax.nn.one_hot(actions, a, dtype=bool)
 
     def q_tot(chosen, params):
-        return mixer.apply(params, MixerInput(chosen, all_qs, actions, state))
+        return mixer.apply(params, MixerInput(chosen, all_qs, actions, state, avail))
 
     chosen = jnp.take_along_axis(all_qs, actions[..., None], axis=-1)[..., 0]
-    params = mixer.init(keys[3], MixerInput(chosen[0], all_qs[0], actions[0], state[0]))
+    params = mixer.init(keys[3], MixerInput(chosen[0], all_qs[0], actions[0], state[0], avail[0]))
     assert q_tot(chosen, params).shape == (16, mixer_outputs(name, n))
     if entry.monotonic:
         grads = jax.grad(lambda c: q_tot(c, params).sum())(chosen)

@@ -66,9 +66,9 @@ class CountSteps:
     def act(self, policy, actor_state, key, obs, avail):
         return actor_state, jnp.full(avail.shape[:-1], policy, jnp.int32)
 
-    def update(self, state, batch, axis_name=None):
+    def update(self, state, batch, key, axis_name=None):
         steps = batch.filled.sum().astype(jnp.int32)
-        return {"steps_seen": state["steps_seen"] + steps}, {"batch_steps": steps.astype(jnp.float32)}
+        return {"steps_seen": state["steps_seen"] + steps}, {"batch_steps": steps.astype(jnp.float32)}, jnp.int32(1)
 
     def after_iteration(self, state, episodes):
         return state

@@ -16,8 +16,9 @@ STATE_DIM = 6
 
 
 def mixer_input(chosen_qs, state):
-    """Only the chosen utilities and the state (one action per agent, action 0)."""
-    return MixerInput(chosen_qs, chosen_qs[..., None], jnp.zeros(chosen_qs.shape, jnp.int32), state)
+    """Only the chosen utilities and the state (one action per agent, action 0, the only one available)."""
+    return MixerInput(chosen_qs, chosen_qs[..., None], jnp.zeros(chosen_qs.shape, jnp.int32), state,
+                      jnp.ones((*chosen_qs.shape, 1), bool))
 
 
 class Mixer:

@@ -30,7 +30,7 @@ def test_the_average_moves_a_quarter_of_the_way_to_the_online_network_after_each
     state = learner.init(jax.random.PRNGKey(0))
     online = [state.params.agent]
     for i in range(2):
-        state, _ = learner.update(state, random_episodes(trainer, jax.random.PRNGKey(10 + i)))
+        state, _, _ = learner.update(state, random_episodes(trainer, jax.random.PRNGKey(10 + i)), jax.random.PRNGKey(i))
         online.append(state.params.agent)
     # By hand: a1 = 0.75 p0 + 0.25 p1; a2 = 0.75 a1 + 0.25 p2 = 0.5625 p0 + 0.1875 p1 + 0.25 p2
     expected = jax.tree.map(lambda p0, p1, p2: 0.5625 * p0 + 0.1875 * p1 + 0.25 * p2, *online)

@@ -7,7 +7,7 @@ import pytest
 
 from qmix.algorithms import make_algorithm
 from qmix.config import build_config
-from qmix.learn import targets as td
+from qmix.algorithms.value_decomposition import targets as td
 from qmix.learn.episodes import EnvSpec, Episodes
 
 f32 = jnp.float32
@@ -154,7 +154,7 @@ def test_cutting_a_batch_to_a_time_bucket_changes_nothing():
     for buckets in (1, 4):
         learner = make_algorithm(build_config(alg="qmix", time_buckets=buckets, agent_hidden_dim=8, td_lambda=0.6), SPEC)
         state = learner.init(jax.random.PRNGKey(0))
-        new_state, metrics = jax.jit(learner.update)(state, batch)
+        new_state, metrics, _ = jax.jit(learner.update)(state, batch, jax.random.PRNGKey(1))
         results.append((float(metrics["loss"]), new_state.params))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), results[0][1], results[1][1])

@@ -167,16 +167,25 @@ def _unknown_setting(key: str, where: str, known: list[str], alg: str, map_name:
     )
 
 
+PRESET_SOURCE = "preset"  # a source named "preset '...'" is shared: see config_from_sources
+SHARED_SOURCE = "shared settings"
+
+
 def build_config(
     preset: str | None = None,
     overrides: dict[str, Any] | None = None,
     config_file: str | Path | None = None,
+    shared: dict[str, Any] | None = None,
     **explicit: Any,
 ) -> Config:
-    """Defaults <- preset <- config file <- explicit options <- key=value overrides; then validate."""
+    """Defaults <- preset <- shared settings <- config file <- explicit options <- key=value overrides;
+    then validate. A preset and `shared` (e.g. a sweep's settings for several algorithms) are shared: each of
+    their keys applies where the chosen algorithm or environment owns it."""
     sources: list[tuple[str, dict[str, Any]]] = []
     if preset:
-        sources.append((f"preset '{preset}'", load_preset(preset)))
+        sources.append((f"{PRESET_SOURCE} '{preset}'", load_preset(preset)))
+    if shared:
+        sources.append((SHARED_SOURCE, dict(shared)))
     if config_file:
         path = Path(config_file)
         data = read_settings_file(path)
@@ -206,6 +215,8 @@ def config_from_sources(sources: list[tuple[str, dict[str, Any]]]) -> Config:
     for where, values in sources:
         for key, value in values.items():
             owner = _owner(key, run_keys, alg_keys, env_keys)
+            if owner is None and _is_shared(where) and key in settings_of_every_owner():
+                continue  # another algorithm's or environment's setting: it applies there, not here
             if owner is None:
                 raise _unknown_setting(key, where, known, chosen["alg"], chosen["map"])
             cls = {"run": RunSettings, "algorithm": alg_cls, "environment": env_cls}[owner]
@@ -218,6 +229,22 @@ def config_from_sources(sources: list[tuple[str, dict[str, Any]]]) -> Config:
     validate(config)
     _refuse_ignored_settings(config.algorithm, sources)
     return config
+
+
+def _is_shared(where: str) -> bool:
+    return where.startswith(PRESET_SOURCE) or where == SHARED_SOURCE
+
+
+def settings_of_every_owner() -> set[str]:
+    """Every setting some registered algorithm or environment (or the run) declares: a shared source's key
+    outside this set is a mistake wherever it is applied."""
+    from qmix.algorithms import ALGORITHMS
+    from qmix.envs import ENVIRONMENTS, SC2
+
+    names = set(RUN_FIELDS)
+    for entry in [*ALGORITHMS, *ENVIRONMENTS, SC2]:
+        names.update(s.fields(entry.settings))
+    return names
 
 
 def _refuse_ignored_settings(settings: Any, sources: list[tuple[str, dict[str, Any]]]) -> None:

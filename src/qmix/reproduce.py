@@ -163,7 +163,7 @@ def two_step_results(scale: Scale, out: Path) -> dict:
     results = {}
     for alg in ("qmix", "vdn"):
         runs = run_two_step(alg, seed=0, num_seeds=scale.two_step_seeds, episodes=scale.two_step_episodes)
-        results[alg] = [{"seed": r.seed, "q_tot": r.q_tot.tolist(), "greedy_return": r.greedy_return} for r in runs]
+        results[alg] = [{"seed": r.seed, "q_tot": None if r.q_tot is None else r.q_tot.tolist(), "greedy_return": r.greedy_return} for r in runs]
     write_atomic(path, json.dumps(results, indent=1))
     return results
 

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qmix.algorithms.base import has_joint_action_values
 from qmix.config import build_config
 from qmix.envs.two_step import STATE_NAMES
 from qmix.learn.loop import Trainer, run_slice, seed_keys
-from qmix.nets.mixers import MixerInput
 
 # The paper's learned Q_tot, [state, agent 1's action, agent 2's action] (Table 1).
 PAPER_Q_TOT = {
@@ -35,27 +35,22 @@ PAPER_GREEDY_RETURN = {"vdn": 7.0, "qmix": 8.0}
 class TwoStepResult:
     alg: str
     seed: int
-    q_tot: np.ndarray  # [3 states, 2, 2]: rows agent 1's action, columns agent 2's
+    q_tot: np.ndarray | None  # [3 states, 2, 2]: rows agent 1's action, columns agent 2's; None: no joint values
     greedy_return: float
 
 
-def q_tot_tables(trainer: Trainer, params) -> np.ndarray:
-    """Q_tot for every state and joint action, from one run's parameters -> [3, A, A].
-
-    For IQL (no mixer) the agents' utilities are summed, as the closest joint reading.
-    """
-    algorithm, n_actions = trainer.algorithm, trainer.spec.n_actions
-    cells = jax.nn.one_hot(jnp.arange(3), 3)  # [3, S]
-    obs = jnp.repeat(cells[:, None, :], trainer.spec.n_agents, axis=1)  # [3, N, O]
-    no_action = -jnp.ones((3, trainer.spec.n_agents), jnp.int32)
-    _, q = algorithm.agent_values(params.agent, algorithm.initial_hidden(3), obs, no_action)  # [3, N, A]
-    a1, a2 = jnp.meshgrid(jnp.arange(n_actions), jnp.arange(n_actions), indexing="ij")
-    joint_q = jnp.stack([q[:, 0, a1], q[:, 1, a2]], axis=-1)  # [3, A, A, N]
-    actions = jnp.broadcast_to(jnp.stack([a1, a2], axis=-1), (3, n_actions, n_actions, 2))
-    all_q = jnp.broadcast_to(q[:, None, None], (3, n_actions, n_actions, *q.shape[1:]))
-    states = jnp.broadcast_to(cells[:, None, None, :], (3, n_actions, n_actions, 3))
-    q_tot = algorithm.mixer.apply(params.mixer, MixerInput(joint_q, all_q, actions, states))  # [3, A, A, K]
-    return np.asarray(q_tot.sum(axis=-1))
+def q_tot_tables(trainer: Trainer, alg_state) -> np.ndarray | None:
+    """The joint action-values in every state, from one run's saved parameters -> [3, A, A]; None for an
+    algorithm that has none (e.g. one with only a policy)."""
+    algorithm = trainer.algorithm
+    if not has_joint_action_values(algorithm):
+        return None
+    name, tree = next(iter(algorithm.saved_parameters(alg_state).items()))  # what a finished run keeps first
+    tables = []
+    for cell in range(len(STATE_NAMES)):
+        seen = trainer.env.observe(cell)
+        tables.append(algorithm.joint_action_values(name, tree, seen.obs, seen.state, seen.avail_actions))
+    return np.asarray(jnp.stack(tables))
 
 
 def run_two_step(alg: str, seed: int = 0, num_seeds: int = 5, episodes: int = 5000) -> list[TwoStepResult]:
@@ -69,11 +64,8 @@ def run_two_step(alg: str, seed: int = 0, num_seeds: int = 5, episodes: int = 50
     runners, _ = trainer.train_runs_until(runners, budget, budget)
     eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, 7))(seed_keys(seed, num_seeds))
     results = trainer.evaluate_runs(runners.alg, eval_keys)[""]
-    out = []
-    for k in range(num_seeds):
-        params = run_slice(runners.alg.params, k)
-        out.append(TwoStepResult(alg, seed + k, q_tot_tables(trainer, params), float(results["test_return"][k])))
-    return out
+    return [TwoStepResult(alg, seed + k, q_tot_tables(trainer, run_slice(runners.alg, k)),
+                          float(results["test_return"][k])) for k in range(num_seeds)]
 
 
 def format_matrix(m: np.ndarray) -> str:
@@ -93,7 +85,8 @@ def render(results_by_alg: dict[str, list[TwoStepResult]], seconds: float | None
             table.add_column(name, no_wrap=True)
         table.add_column("greedy return", justify="right", no_wrap=True)
         for r in results:
-            table.add_row(f"seed {r.seed}", *(format_matrix(m) for m in r.q_tot), f"{r.greedy_return:g}")
+            tables = [format_matrix(m) for m in r.q_tot] if r.q_tot is not None else ["no joint values"] * 3
+            table.add_row(f"seed {r.seed}", *tables, f"{r.greedy_return:g}")
         if alg in PAPER_Q_TOT:
             table.add_row(
                 "[italic]paper[/italic]",

@@ -10,18 +10,19 @@ from __future__ import annotations
 from functools import partial
 
 from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition
-from qmix.algorithms.value_decomposition.settings import ValueDecompositionSettings
+from qmix.algorithms.value_decomposition.settings import settings_with_mixer
 from qmix.nets.mixers import MIXERS
 from qmix.registry import Registry
 
 
 def _value_decomposition_algorithms(algorithms: Registry) -> None:
-    """Every mixer that names an algorithm is trained under that name by the value-decomposition family."""
+    """Every mixer that names an algorithm is trained under that name by the value-decomposition family,
+    with the family's settings and the mixer's own (if it declares any)."""
     for mixer in MIXERS:
         name = mixer.facts.get("algorithm")
         if name and name not in algorithms:
             algorithms.add(name, partial(ValueDecomposition, mixer=mixer.name), mixer.algorithm_description,
-                           settings=ValueDecompositionSettings, mixer=mixer.name)
+                           settings=settings_with_mixer(mixer.facts.get("settings")), mixer=mixer.name)
 
 
 ALGORITHMS: Registry = Registry("algorithm", derive=_value_decomposition_algorithms)

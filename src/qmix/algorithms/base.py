@@ -1,9 +1,11 @@
 """What the training loop needs of an algorithm: pure functions over the algorithm's own typed state.
 
 The loop (learn/loop.py) collects episodes with `act`, stores them when `uses_replay`, calls `update` on
-batches and `after_iteration` once per iteration, and logs whatever metrics `update` returns. It knows
-nothing of mixers, exploration schedules or target networks. An algorithm is registered in
-algorithms/__init__.py with its settings class; its factory takes (settings, EnvSpec).
+batches (an on-policy algorithm: on each iteration's episodes) and `after_iteration` once per iteration,
+and logs whatever metrics `update` returns. It knows nothing of mixers, exploration schedules or target
+networks. An algorithm is registered in algorithms/__init__.py with its settings class; its factory takes
+(settings, EnvSpec). Every command that plays a trained policy (evaluate, render, the matrix games,
+`qmix.load_policy`) goes through `saved_parameters` and `policy_from_saved`.
 
 Axes: E environments, N agents, A actions; the loop vmaps every function over a seed axis.
 """
@@ -48,8 +50,11 @@ class Algorithm(Protocol):
         ...
 
     # ----- learning -----
-    def update(self, state: Any, batch: Episodes, axis_name: str | None = None) -> tuple[Any, dict[str, jax.Array]]:
-        """One learner update on a batch [B, ...]; the metrics (scalars, by name) are averaged and logged."""
+    def update(self, state: Any, batch: Episodes, key: jax.Array, axis_name: str | None = None
+               ) -> tuple[Any, dict[str, jax.Array], jax.Array]:
+        """One learner update on a batch [B, ...] with its own random key (e.g. for minibatches): -> the new
+        state, the metrics (scalars, by name; averaged over the updates of a chunk and logged) and the number
+        of gradient steps it made ([] int32; the run's `updates` counts those)."""
         ...
 
     def after_iteration(self, state: Any, episodes: jax.Array) -> Any:
@@ -68,3 +73,23 @@ class Algorithm(Protocol):
     def policy_from_saved(self, name: str, tree: Any) -> Any:
         """The greedy policy that a saved pytree (`saved_parameters(...)[name]`) plays."""
         ...
+
+
+class JointActionValues(Protocol):
+    """Optional: an algorithm that can tabulate its joint action-values (for matrix games)."""
+
+    def joint_action_values(self, name: str, tree: Any, obs: jax.Array, state: jax.Array, avail: jax.Array
+                            ) -> jax.Array:
+        """The value of every joint action in one situation, from a saved pytree `name`, as at the start of an
+        episode: obs [N, O], state [S], avail [N, A] -> [A, ..., A] (N axes, agent 1's action first)."""
+        ...
+
+
+def has_joint_action_values(algorithm: Any) -> bool:
+    return callable(getattr(algorithm, "joint_action_values", None))
+
+
+def uses_replay(factory: Any) -> bool:
+    """Whether the algorithm an ALGORITHMS entry builds learns from a replay, read off its class (a factory
+    may be a functools.partial of it) before anything is built."""
+    return bool(getattr(getattr(factory, "func", factory), "uses_replay", True))

@@ -44,6 +44,10 @@ class TwoStepGame:
             won=jnp.asarray(False),
         )
 
+    def observe(self, cell: int) -> TimeStep:
+        """What the agents see in state `cell` (0: state 1, 1: 2A, 2: 2B), for reading off learned values."""
+        return self._timestep(jnp.int32(cell), 0.0, False)
+
     def reset(self, key: jax.Array) -> tuple[TwoStepState, TimeStep]:
         state = TwoStepState(cell=jnp.zeros((), jnp.int32), steps=jnp.zeros((), jnp.int32))
         return state, self._timestep(state.cell, 0.0, False)

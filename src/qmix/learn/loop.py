@@ -82,10 +82,10 @@ class Trainer:
         batch = self.config.batch_size if self.algorithm.uses_replay else self.config.num_envs
         example = jax.tree.map(lambda x: x[None].repeat(batch, 0), self.algorithm.example_item())
         state = jax.eval_shape(self.algorithm.init, jax.random.PRNGKey(0))
-        return list(jax.eval_shape(self.algorithm.update, state, example)[1])
+        return list(jax.eval_shape(self.algorithm.update, state, example, jax.random.PRNGKey(0))[1])
 
     def zero_totals(self) -> Totals:
-        names = ["episodes", *(f"train_{n}" for n in EPISODE_METRICS), "updates",
+        names = ["episodes", *(f"train_{n}" for n in EPISODE_METRICS), "updates", "gradient_steps",
                  *(f"update_{n}" for n in self.metric_names)]
         return {name: jnp.zeros((), jnp.float32) for name in names}
 
@@ -113,22 +113,26 @@ class Trainer:
         count = self.max_updates_per_iteration
         if count == 0:
             return runner, totals
+        start_steps = totals["gradient_steps"]
         key, sample_key = jax.random.split(runner.key)
         sample = lambda k: self.buffer.sample(runner.replay, k).experience  # noqa: E731
         batches = jax.vmap(sample)(jax.random.split(sample_key, count))  # [M, B, ...]
+        update_keys = jax.random.split(jax.random.fold_in(sample_key, 1), count)  # the sampling keys untouched
         n_updates = jax.lax.pmax(n_updates, SEED_AXIS)
 
-        def update(alg_state, totals, batch):
-            alg_state, metrics = self.algorithm.update(alg_state, batch, axis_name=SEED_AXIS)
-            return alg_state, _add_update(totals, metrics)
+        def update(alg_state, totals, batch, update_key):
+            alg_state, metrics, steps = self.algorithm.update(alg_state, batch, update_key, axis_name=SEED_AXIS)
+            return alg_state, _add_update(totals, metrics, steps)
 
-        def maybe_update(carry, indexed_batch):
-            index, batch = indexed_batch
-            skip = lambda state, totals, _: (state, totals)  # noqa: E731
-            return jax.lax.cond(index < n_updates, update, skip, *carry, batch), None
+        def maybe_update(carry, indexed):
+            index, batch, update_key = indexed
+            skip = lambda state, totals, *_: (state, totals)  # noqa: E731
+            return jax.lax.cond(index < n_updates, update, skip, *carry, batch, update_key), None
 
-        (alg_state, totals), _ = jax.lax.scan(maybe_update, (runner.alg, totals), (jnp.arange(count), batches))
-        return runner.replace(alg=alg_state, key=key, updates=runner.updates + n_updates), totals
+        (alg_state, totals), _ = jax.lax.scan(maybe_update, (runner.alg, totals),
+                                              (jnp.arange(count), batches, update_keys))
+        steps = totals["gradient_steps"] - start_steps
+        return runner.replace(alg=alg_state, key=key, updates=runner.updates + steps.astype(jnp.int32)), totals
 
     def absorb(self, runner: RunnerState, totals: Totals, active: jax.Array, episodes: Episodes,
                stats: EpisodeStats) -> tuple[RunnerState, Totals]:
@@ -144,9 +148,10 @@ class Trainer:
         if self.algorithm.uses_replay:
             runner, totals = self._store_and_learn(runner, totals, active, episodes)
         else:  # on-policy: one update on the episodes just collected
-            alg_state, metrics = self.algorithm.update(runner.alg, episodes, axis_name=SEED_AXIS)
-            runner = runner.replace(alg=alg_state, updates=runner.updates + 1)
-            totals = _add_update(totals, metrics)
+            key, update_key = jax.random.split(runner.key)
+            alg_state, metrics, steps = self.algorithm.update(runner.alg, episodes, update_key, axis_name=SEED_AXIS)
+            runner = runner.replace(alg=alg_state, key=key, updates=runner.updates + steps.astype(jnp.int32))
+            totals = _add_update(totals, metrics, steps)
         runner = runner.replace(alg=self.algorithm.after_iteration(runner.alg, runner.episodes))
         # the replay is left out of the selection: selecting it would copy it (`store` already kept it)
         replay = runner.replay
@@ -230,9 +235,10 @@ class Trainer:
             self.host.close()
 
 
-def _add_update(totals: Totals, metrics: dict[str, jax.Array]) -> Totals:
-    """Count one update and add its metrics to the chunk's sums, by name."""
-    return {**totals, "updates": totals["updates"] + 1,
+def _add_update(totals: Totals, metrics: dict[str, jax.Array], gradient_steps: jax.Array) -> Totals:
+    """Count one update call (metrics are averaged over those) and its gradient steps, and add its metrics
+    to the chunk's sums, by name."""
+    return {**totals, "updates": totals["updates"] + 1, "gradient_steps": totals["gradient_steps"] + gradient_steps,
             **{f"update_{n}": totals[f"update_{n}"] + v for n, v in metrics.items()}}
 
 

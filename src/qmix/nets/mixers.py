@@ -1,12 +1,16 @@
 """The mixer family of the QMIX paper (Rashid et al., 2018, sections 4 and 6.3), one registry.
 
 A mixer maps what the agents chose and the global state to the value(s) the TD loss trains:
-    MixerInput(chosen_qs [..., N], all_qs [..., N, A], actions [..., N], state [..., S]) -> q_tot [..., K]
+    MixerInput(chosen_qs [..., N], all_qs [..., N, A], actions [..., N], state [..., S], avail [..., N, A])
+        -> q_tot [..., K]
 with K = 1 for every factorised mixer and K = N for `none` (IQL: each agent learns on its own). Mixers
-that need more than the chosen utilities (e.g. dueling or attention mixers) read `all_qs` and `actions`.
-A mixer that declares itself monotonic (dQ_tot/dQ_a >= 0) is checked for it by the contract tests.
+that need more than the chosen utilities (e.g. dueling or attention mixers) read `all_qs`, `actions` and
+`avail` (e.g. a state value as the max over available actions). A mixer that declares itself monotonic
+(dQ_tot/dQ_a >= 0) is checked for it by the contract tests.
 
 Adding a mixer: one class and one `MIXERS.add` line; its `algorithm` fact makes it trainable by that name.
+A mixer with settings of its own names their class in its `settings` fact (a frozen dataclass of
+`setting(...)` fields): the algorithm it trains under then has them beside the family's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class MixerInput:
     all_qs: jax.Array  # [..., N, A] every action's utility
     actions: jax.Array  # [..., N] int32, the chosen actions
     state: jax.Array  # [..., S] the global state the mixer conditions on
+    avail: jax.Array  # [..., N, A] bool, the actions each agent could take in that state
 
 
 class StateValue(nn.Module):
@@ -135,7 +140,8 @@ class QMixerLinear(nn.Module):
         return (x.chosen_qs * w).sum(axis=-1, keepdims=True) + v
 
 
-# A mixer's factory gets the algorithm's settings (mixing_embed_dim, hypernet_layers, hypernet_embed_dim).
+# A mixer's factory gets the algorithm's settings (mixing_embed_dim, hypernet_layers, hypernet_embed_dim, and
+# those of the mixer's own `settings` class, if it has one).
 MixerFactory = Callable[..., nn.Module]
 MIXERS: Registry[MixerFactory] = Registry("mixer")
 # `algorithm`: the name the value-decomposition family trains this mixer under (`qmix algs`), and its line there

@@ -145,7 +145,7 @@ def sweep_tasks(spec, memory_limit: int | None) -> list[Task]:
     for map_name in spec.maps:
         for alg in spec.algs:
             for point in spec.grid_points():
-                base = build_config(preset=spec.preset, overrides={**spec.settings, **point}, map=map_name,
+                base = build_config(preset=spec.preset, shared=spec.settings, overrides=point, map=map_name,
                                     alg=alg, env_steps=spec.env_steps)
                 tasks += make_tasks(spec.out, base, folder_name(map_name, alg, point), spec.seeds,
                                     spec.seed_group, memory_limit, spec.cpus, spec.gpus, spec.retries,

@@ -158,17 +158,23 @@ def parse_spec(data: Any, source: str, out: Path | None = None) -> SweepSpec:
 
 def check_settings(spec: SweepSpec, where: str) -> None:
     """Build one config per map, algorithm and grid point: build_config's own errors name the fix."""
+    applied: set[str] = set()
     for map_name, alg, point in itertools.product(spec.maps, spec.algs, spec.grid_points()):
         try:
-            config = build_config(preset=spec.preset, overrides={**spec.settings, **point}, map=map_name, alg=alg,
+            config = build_config(preset=spec.preset, shared=spec.settings, overrides=point, map=map_name, alg=alg,
                                   env_steps=spec.env_steps)
         except ConfigError as error:
-            # build_config names the overrides "override"; here they are the file's settings and grid
-            message = str(error).replace("override: ", "settings or grid: ", 1)
+            # build_config names the sources "shared settings" and "override"; here: the file's settings, grid
+            message = str(error).replace("shared settings: ", "settings: ", 1).replace("override: ", "grid: ", 1)
             raise ConfigError(f"{where}: {message}") from None
+        applied.update(config.to_dict())
         if spec.evaluate_episodes and config.backend != "smax":
             _fail(where, f"'evaluate_episodes' plays SMAX maps and the two-step game, not backend={config.backend} "
                   f"({map_name}); set it to 0 (the runs' test win rates are in their metrics)")
+    unused = [key for key in spec.settings if key not in applied]
+    if unused:
+        _fail(where, f"'settings' holds {', '.join(unused)}, which no algorithm or map of the sweep has "
+              f"(algs: {', '.join(spec.algs)}; maps: {', '.join(spec.maps)}); drop it or add an algorithm that uses it")
 
 
 def load_spec(path: Path, out: Path | None = None) -> SweepSpec:

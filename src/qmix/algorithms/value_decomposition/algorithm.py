@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from qmix.algorithms.value_decomposition import targets as td
 from qmix.algorithms.value_decomposition.settings import ValueDecompositionSettings
-from qmix.learn import targets as td
 from qmix.learn.episodes import EnvSpec, Episodes, previous_actions, time_buckets, truncate_episodes
 from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
 from qmix.nets.mixers import MIXERS, MixerInput
@@ -37,6 +37,17 @@ class ValueDecompositionState:
     opt_state: Any
     last_target_update_episode: jax.Array  # [] int32, the episode count at the last hard target copy
     average_agent: Any = None  # moving average of params.agent (average_policy=true), else None
+
+
+@struct.dataclass
+class ChosenValues:
+    """What the loss's parts share: q, target_q [B, T+1, N, A] (every slot's utilities, online and target
+    networks), states [B, T+1, S'] (what the mixer sees) and q_tot [B, T, K] (Q_tot of the actions taken)."""
+
+    q: jax.Array
+    target_q: jax.Array
+    states: jax.Array
+    q_tot: jax.Array
 
 
 @struct.dataclass
@@ -93,7 +104,7 @@ class ValueDecomposition:
         agent_params = self.agent.init(agent_key, jnp.zeros((n, self.settings.agent_hidden_dim)),
                                        jnp.zeros((n, self.input_dim)))
         example = MixerInput(jnp.zeros((n,)), jnp.zeros((n, a)), jnp.zeros((n,), jnp.int32),
-                             jnp.zeros((self.mixer_state_dim,)))
+                             jnp.zeros((self.mixer_state_dim,)), jnp.ones((n, a), bool))
         params = Params(agent_params, self.mixer.init(mixer_key, example))
         return ValueDecompositionState(
             params=params,
@@ -170,29 +181,48 @@ class ValueDecomposition:
         return jnp.concatenate([episodes.state, one_hot.reshape(*last_actions.shape[:2], -1)], axis=-1)
 
     def loss(self, params: Params, target_params: Params, batch: Episodes):
-        s = self.settings
+        """The TD loss of a batch of whole episodes, in three parts a family member may override one by one:
+        the values of what was done, their targets, and the loss between them. -> loss, metrics."""
+        values = self.chosen_values(params, target_params, batch)
+        y, target_metrics = self.targets(values, target_params, batch)
+        loss, loss_metrics = self.td_loss(values, y, batch)
+        return loss, {**loss_metrics, **target_metrics}
+
+    def chosen_values(self, params: Params, target_params: Params, batch: Episodes) -> ChosenValues:
+        """Every slot's agent utilities (online and target networks) and Q_tot of the actions taken."""
         q = self.unroll(params.agent, batch)  # [B, T+1, N, A]
         target_q = jax.lax.stop_gradient(self.unroll(target_params.agent, batch))
         q_taken = jnp.take_along_axis(q[:, :-1], batch.actions[..., None], axis=-1)[..., 0]  # [B, T, N]
         states = self.mixer_states(batch)  # [B, T+1, S']
-        q_tot = self.mixer.apply(params.mixer, MixerInput(q_taken, q[:, :-1], batch.actions, states[:, :-1]))
+        taken = MixerInput(q_taken, q[:, :-1], batch.actions, states[:, :-1], batch.avail[:, :-1])
+        return ChosenValues(q, target_q, states, self.mixer.apply(params.mixer, taken))
 
+    def targets(self, values: ChosenValues, target_params: Params, batch: Episodes):
+        """(TD(lambda) or one-step) targets from the target mixer over the next slots' selected actions
+        (double Q: the online network selects, the target network values): -> y [B, T, K], metrics."""
+        s = self.settings
+        q, target_q, states = values.q, values.target_q, values.states
         avail_next = batch.avail[:, 1:]
         next_q = td.next_agent_values(target_q[:, 1:], q[:, 1:], avail_next, s.double_q)  # [B, T, N]
         next_actions = td.next_agent_actions(target_q[:, 1:], q[:, 1:], avail_next, s.double_q)
-        next_input = MixerInput(next_q, target_q[:, 1:], next_actions, states[:, 1:])
+        next_input = MixerInput(next_q, target_q[:, 1:], next_actions, states[:, 1:], avail_next)
         next_q_tot = jax.lax.stop_gradient(self.mixer.apply(target_params.mixer, next_input))  # [B, T, K]
         if s.td_lambda > 0:
             y = td.lambda_targets(batch.rewards, batch.terminated, batch.filled, next_q_tot, s.gamma, s.td_lambda)
         else:
             y = td.one_step_targets(batch.rewards, batch.terminated, next_q_tot, s.gamma)
+        return y, {}
+
+    def td_loss(self, values: ChosenValues, y: jax.Array, batch: Episodes):
+        """The mean squared TD error over real steps: -> loss, metrics (the loss, Q_tot's mean over real steps)."""
+        q_tot = values.q_tot
         loss = td.masked_td_loss(q_tot, y, batch.filled)
         mask = batch.filled[..., None].astype(q_tot.dtype)
         q_taken_mean = (q_tot * mask).sum() / jnp.maximum(mask.sum() * q_tot.shape[-1], 1.0)
-        return loss, q_taken_mean
+        return loss, {"loss": loss, "q_taken_mean": q_taken_mean}
 
-    def update(self, state: ValueDecompositionState, batch: Episodes, axis_name: str | None = None):
-        """One gradient step on a batch of whole episodes.
+    def update(self, state: ValueDecompositionState, batch: Episodes, key: jax.Array, axis_name: str | None = None):
+        """One gradient step on a batch of whole episodes (the key is not needed: the batch was sampled).
 
         Episodes are padded to the episode limit but are often much shorter, and the unroll costs the
         same per step whether the step is real or padding. So the batch is cut to the shortest of a few
@@ -202,18 +232,19 @@ class ValueDecomposition:
         """
         buckets = time_buckets(self.spec.episode_limit, self.settings.time_buckets)
         if len(buckets) == 1:
-            return self._update(state, batch)
-        longest = batch.filled.sum(axis=1).max()
-        if axis_name is not None:
-            longest = jax.lax.pmax(longest, axis_name)
-        index = jnp.searchsorted(jnp.asarray(buckets), longest)
-        branches = [lambda st, b, steps=steps: self._update(st, truncate_episodes(b, steps)) for steps in buckets]
-        return jax.lax.switch(index, branches, state, batch)
+            state, metrics = self._update(state, batch)
+        else:
+            longest = batch.filled.sum(axis=1).max()
+            if axis_name is not None:
+                longest = jax.lax.pmax(longest, axis_name)
+            index = jnp.searchsorted(jnp.asarray(buckets), longest)
+            branches = [lambda st, b, steps=steps: self._update(st, truncate_episodes(b, steps)) for steps in buckets]
+            state, metrics = jax.lax.switch(index, branches, state, batch)
+        return state, metrics, jnp.ones((), jnp.int32)
 
     def _update(self, state: ValueDecompositionState, batch: Episodes):
         s = self.settings
-        (loss, q_taken_mean), grads = jax.value_and_grad(self.loss, has_aux=True)(
-            state.params, state.target_params, batch)
+        (_, metrics), grads = jax.value_and_grad(self.loss, has_aux=True)(state.params, state.target_params, batch)
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         target_params = state.target_params
@@ -224,7 +255,7 @@ class ValueDecomposition:
             average = optax.incremental_update(params.agent, average, s.policy_average_tau)
         new_state = state.replace(params=params, target_params=target_params, opt_state=opt_state,
                                   average_agent=average)
-        return new_state, {"loss": loss, "q_taken_mean": q_taken_mean, "grad_norm": optax.global_norm(grads)}
+        return new_state, {**metrics, "grad_norm": optax.global_norm(grads)}
 
     def after_iteration(self, state: ValueDecompositionState, episodes: jax.Array) -> ValueDecompositionState:
         """Hard target updates: copy the online networks every target_update_interval_episodes episodes."""
@@ -248,3 +279,22 @@ class ValueDecomposition:
 
     def policy_from_saved(self, name: str, tree: Any) -> Policy:
         return self.greedy(tree.agent if name == "params" else tree)
+
+    def joint_action_values(self, name: str, tree: Any, obs: jax.Array, state: jax.Array, avail: jax.Array
+                            ) -> jax.Array:
+        """Q_tot of every joint action in one situation (the first step of an episode: no previous actions),
+        from the saved `params`: obs [N, O], state [S], avail [N, A] -> [A, ..., A]. IQL's per-agent values (K = N) are
+        summed, the closest joint reading of independent learners."""
+        if name != "params":
+            raise ValueError(f"joint action-values come from the saved 'params', not '{name}'")
+        n, a = self.spec.n_agents, self.spec.n_actions
+        _, q = self.agent_values(tree.agent, self.initial_hidden(), obs, -jnp.ones((n,), jnp.int32))  # [N, A]
+        joint = jnp.stack(jnp.meshgrid(*[jnp.arange(a)] * n, indexing="ij"), axis=-1).reshape(-1, n)  # [A^N, N]
+        chosen = q[jnp.arange(n), joint]  # [A^N, N]
+        extra = self.mixer_state_dim - state.shape[-1]  # state_last_action: no previous actions yet (zeros)
+        mixer_state = jnp.concatenate([state, jnp.zeros((extra,))]) if extra else state
+        mixer_input = MixerInput(chosen, jnp.broadcast_to(q, (len(joint), n, a)), joint,
+                                 jnp.broadcast_to(mixer_state, (len(joint), self.mixer_state_dim)),
+                                 jnp.broadcast_to(avail, (len(joint), n, a)))
+        q_tot = self.mixer.apply(tree.mixer, mixer_input).sum(axis=-1)  # [A^N]
+        return q_tot.reshape((a,) * n)

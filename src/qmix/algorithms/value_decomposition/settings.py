@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -94,3 +95,19 @@ class ValueDecompositionSettings:
         check(not (self.state_last_action and config.map == "two_step"),
               "state_last_action is for the StarCraft maps (the two-step game's tables mix the bare state); "
               "drop state_last_action")
+
+
+@functools.cache
+def settings_with_mixer(mixer_settings: type | None) -> type:
+    """The family's settings, plus those a mixer declares of its own (one flat class; both validate)."""
+    if mixer_settings is None:
+        return ValueDecompositionSettings
+
+    @dataclass(frozen=True)
+    class WithMixerSettings(mixer_settings, ValueDecompositionSettings):
+        def validate(self, config) -> None:
+            ValueDecompositionSettings.validate(self, config)
+            mixer_settings.validate(self, config)
+
+    WithMixerSettings.__name__ = WithMixerSettings.__qualname__ = f"ValueDecomposition{mixer_settings.__name__}"
+    return WithMixerSettings

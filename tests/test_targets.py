@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from qmix.algorithms import make_algorithm
-from qmix.config import build_config
 from qmix.algorithms.value_decomposition import targets as td
+from qmix.config import build_config
 from qmix.learn.episodes import EnvSpec, Episodes
 
 f32 = jnp.float32

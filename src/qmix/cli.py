@@ -139,7 +139,7 @@ def evaluate(
     averaged: Annotated[bool, typer.Option("--averaged", help="play the averaged agent networks (runs trained "
                                            "with average_policy=true)")] = False,
 ) -> None:
-    """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json
+    """Greedy metrics of a finished run's final parameters (the headline first), with 95% CIs; writes evaluation.json
     (evaluation_averaged.json with --averaged, evaluation_checkpoint_<step>.json from a checkpoint)."""
     from qmix.evaluate import evaluate_run, format_evaluation, save_evaluation
 

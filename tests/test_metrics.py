@@ -187,3 +187,17 @@ def test_capabilities_are_registry_facts():
     with pytest.raises(ConfigError, match=r"^drawing: the environment 'two_step' \(backend=smax\) does not offer "
                                           r"render; use a map that does, e\.g\. "):
         require_capability("two_step", "render", "drawing")
+
+
+def test_train_on_the_two_step_game_closes_with_its_greedy_return_and_writes_the_evaluation(tmp_path, capsys):
+    run = tmp_path / "run"
+    code, out, _ = run_cli(["train", "--preset", "two_step", "env_steps=40", "test_interval_episodes=10",
+                            "final_evaluation_episodes=8", "--out", str(run), "--no-progress"], capsys)
+    assert code == 0
+    (closing,) = [line for line in out.splitlines() if line.startswith("done: ")]
+    assert "final test return " in closing and "greedy return " in closing and "over 8 episodes" in closing
+    assert "win" not in closing
+    saved = json.loads((run / "evaluation.json").read_text())
+    assert saved["headline"] == "return" and saved["episodes"] == 8 and "mean_return" in saved
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all("test_return" in r and not any("win_rate" in key for key in r) for r in records)

@@ -49,10 +49,16 @@ def test_two_step_greedy_returns_are_the_payoffs_of_the_chosen_cells(tmp_path, t
     assert (seven.mean_return, eight.mean_return) == (7.0, 8.0)
     for run in result.runs:
         assert run.episodes == 10 and run.mean_length == 2.0
-        assert (run.win_rate, run.lost, run.time_limit) == (0.0, 1.0, 0.0)  # the game has no win
-    assert result.mean_win_rate == 0.0 and result.mean_win_rate_ci == 0.0
+        assert (run.win_rate, run.lost, run.time_limit) == (None, None, None)  # the game has no win
+        assert list(run.metrics) == ["return", "length"]
+    t_half_width = 12.706205 * np.std([7.0, 8.0], ddof=1) / np.sqrt(2)  # t_{0.975, 1} * sd / sqrt(2)
+    assert (result.headline, result.mean) == ("return", 7.5) and result.mean_ci == pytest.approx(t_half_width)
+    assert eight.intervals["return"] == [8.0, 8.0]  # the same payoff in every episode: no spread
     saved = json.loads((tmp_path / "run" / evaluation.RESULT_FILE).read_text())
     assert saved["runs"][1]["mean_return"] == 8.0 and saved["episodes"] == 10
+    assert (saved["headline"], saved["mean_return"], saved["runs"][1]["metrics"]) == (
+        "return", 7.5, {"return": 8.0, "length": 2.0})
+    assert not any("win" in key for key in saved) and not any("win" in key for key in saved["runs"][0])
 
 
 def test_smax_episodes_cut_by_the_time_limit_count_as_time_limit(tmp_path, monkeypatch):
@@ -65,7 +71,10 @@ def test_smax_episodes_cut_by_the_time_limit_count_as_time_limit(tmp_path, monke
     (run,) = result.runs
     assert (run.episodes, run.win_rate, run.lost, run.time_limit, run.mean_length) == (20, 0.0, 0.0, 1.0, 3.0)
     assert (run.win_ci_low, run.win_ci_high) == pytest.approx(wilson_interval(0, 20))
-    assert result.mean_win_rate_ci is None  # one run: no interval over runs
+    assert (result.headline, result.mean, result.mean_ci) == ("win_rate", 0.0, None)  # one run: no interval
+    saved = json.loads((tmp_path / "run" / evaluation.RESULT_FILE).read_text())
+    assert (saved["mean_win_rate"], saved["mean_win_rate_ci"], saved["runs"][0]["win_rate"]) == (0.0, None, 0.0)
+    assert saved["runs"][0]["metrics"] == {"return": run.mean_return, "win_rate": 0.0, "length": 3.0}
 
 
 def test_the_same_seed_plays_the_same_games_and_another_seed_other_ones(tmp_path):
@@ -118,7 +127,7 @@ def test_render_refuses_what_it_cannot_draw_in_one_line(tmp_path, two_step_confi
 
     trainer = Trainer(two_step_config)
     write_run(tmp_path / "run", two_step_config, [fixed_choice_params(trainer, 0)] * 2)
-    with pytest.raises(ConfigError, match="draws SMAX maps"):
+    with pytest.raises(ConfigError, match=r"`qmix render` cannot draw .*'two_step' .*does not offer render"):
         render_run(tmp_path / "run")
     config = build_config(preset="default", map="3m")
     write_run(tmp_path / "smax", config, [Trainer(config).algorithm.init(jax.random.PRNGKey(0)).params])

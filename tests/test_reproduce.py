@@ -107,7 +107,8 @@ def test_the_report_links_a_figure_only_when_it_is_there(tmp_path, monkeypatch):
     from qmix.results.runs import Run
 
     steps = np.array([0, 10, 20])
-    runs = [Run(Path(f"run{s}"), "qmix", "3m", s, steps, np.array([0.0, 0.5, 0.6]), np.array([1.0, 5.0, 9.0]))
+    runs = [Run(Path(f"run{s}"), "qmix", "3m", s, steps, {"test_win_rate": np.array([0.0, 0.5, 0.6]),
+                                                              "test_return": np.array([1.0, 5.0, 9.0])})
             for s in range(2)]
     lines = report._comparison_section("Main", tmp_path, "main", runs, {}, "note")
     assert "![Main](main.png)" in lines and (tmp_path / "main.png").is_file()

@@ -194,7 +194,7 @@ def _toy_run(steps, values):
 
     steps = np.asarray(steps)
     values = np.asarray(values, dtype=float)
-    return Run(Path("toy"), "qmix", "3m", 0, steps, values, 20 * values)
+    return Run(Path("toy"), "qmix", "3m", 0, steps, {"test_win_rate": values, "test_return": 20 * values})
 
 
 # --- table ---
@@ -415,7 +415,7 @@ def _fake_training(run_dir):
 
     def train(config, out, force=False, progress=True):
         return SimpleNamespace(run_dir=run_dir, env_steps=[110_000], wall_seconds=1.0, config=config,
-                               final_test_win_rate=[0.4], best_test_win_rate=[0.9])
+                               headline="win_rate", final_test_headline=[0.4], best_test_headline=[0.9])
 
     return train
 
@@ -430,7 +430,7 @@ def test_train_command_leaves_the_learning_curve_in_the_run_folder(tmp_path, mon
     write_yaml(run_dir / "config.yaml", {"alg": "qmix", "map": "3m", "seed": 0})
     write_metrics(run_dir / "metrics.jsonl", "qmix", 0)
     monkeypatch.setattr(qmix.run, "train", _fake_training(run_dir))
-    monkeypatch.setattr(sys, "argv", ["qmix", "train", "--out", str(run_dir), "--no-progress"])
+    monkeypatch.setattr(sys, "argv", ["qmix", "train", "final_evaluation_episodes=0", "--out", str(run_dir), "--no-progress"])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     assert exit_info.value.code == 0
@@ -447,7 +447,7 @@ def test_train_command_warns_once_when_the_figure_fails_and_still_succeeds(tmp_p
     run_dir = tmp_path / "run"
     run_dir.mkdir()  # no metrics.jsonl: nothing to draw
     monkeypatch.setattr(qmix.run, "train", _fake_training(run_dir))
-    monkeypatch.setattr(sys, "argv", ["qmix", "train", "--out", str(run_dir), "--no-progress"])
+    monkeypatch.setattr(sys, "argv", ["qmix", "train", "final_evaluation_episodes=0", "--out", str(run_dir), "--no-progress"])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
     assert exit_info.value.code == 0

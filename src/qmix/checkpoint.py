@@ -35,7 +35,7 @@ from qmix.run_folder import CHECKPOINT_FOLDER
 MARKER = "qmix_complete.json"  # written last: a step folder without it was never finished
 FORMAT_VERSION = 2  # 2: the algorithm's own state in the runner (`alg`), settings owned by their modules
 # Settings that may differ between a checkpoint and the run resuming it (the budget can be extended).
-RESUMABLE_CHANGES = ("env_steps",)
+RESUMABLE_CHANGES = ("env_steps", "final_evaluation_episodes")  # neither changes what is trained
 
 
 @dataclass

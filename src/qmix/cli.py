@@ -75,14 +75,9 @@ def train(
 
         summary = run_training(config, out, force=force, progress=not no_progress)
     _write_learning_curve(summary.run_dir)
-    rate = sum(summary.env_steps) / max(summary.wall_seconds, 1e-9)
-    wins = ", ".join(f"{w:.0%}" for w in summary.final_test_win_rate)
-    best = ", ".join(f"{w:.0%}" for w in summary.best_test_win_rate)
-    typer.echo(
-        f"done: {config.alg} on {config.map}, {config.num_seeds} run(s), {summary.env_steps[0]:,} env steps each "
-        f"in {summary.wall_seconds:.0f} s ({rate:,.0f} env steps/s); final test win rate {wins} (best {best}); "
-        f"run folder {summary.run_dir}"
-    )
+    from qmix.closing import closing_line, final_evaluation
+
+    typer.echo(closing_line(summary, config, final_evaluation(summary, config)))
 
 
 def _write_learning_curve(run_dir: Path) -> None:
@@ -144,7 +139,7 @@ def evaluate(
     averaged: Annotated[bool, typer.Option("--averaged", help="play the averaged agent networks (runs trained "
                                            "with average_policy=true)")] = False,
 ) -> None:
-    """Greedy test win rate of a finished run's final parameters, with 95% CIs; writes evaluation.json
+    """Greedy metrics of a finished run's final parameters (the headline first), with 95% CIs; writes evaluation.json
     (evaluation_averaged.json with --averaged, evaluation_checkpoint_<step>.json from a checkpoint)."""
     from qmix.evaluate import evaluate_run, format_evaluation, save_evaluation
 
@@ -178,13 +173,9 @@ def heuristic(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
 ) -> None:
     """The paper's heuristic baseline: attack the closest enemy until it dies; win rate with a 95% CI."""
-    from qmix.envs import ENVIRONMENTS
+    from qmix.envs import require_capability
 
-    smax_maps = [e.name for e in ENVIRONMENTS if e.name != "two_step"]
-    if map not in smax_maps:
-        from qmix.registry import did_you_mean
-
-        fail(f"unknown map '{map}'{did_you_mean(map, smax_maps)}: choose one of {', '.join(smax_maps)}")
+    require_capability(map, "heuristic", f"the heuristic baseline cannot play '{map}'")
     if episodes < 1:
         fail("--episodes must be at least 1")
     from qmix.envs.heuristic import evaluate_heuristic
@@ -200,10 +191,13 @@ def heuristic(
 @app.command()
 def plot(
     run_dirs: Annotated[list[Path], typer.Argument(help="run folders, or folders holding run folders")],
-    out: Annotated[Path, typer.Option("--out", help="output path without extension")] = Path("test_win_rate"),
+    out: Annotated[Path | None, typer.Option("--out", help="output path without extension [default: the metric's "
+                                             "name]")] = None,
+    metric: Annotated[str | None, typer.Option("--metric", metavar="NAME", help="the test metric to plot, e.g. "
+                                               "test_return [default: the runs' headline, e.g. test_win_rate]")] = None,
     heuristic_maps: Annotated[bool, typer.Option("--heuristic/--no-heuristic", help="draw the heuristic's win rate")] = False,
 ) -> None:
-    """Test win rate against env steps: mean over runs with 95% CI bands, one panel per map; and a table."""
+    """A test metric against env steps: mean over runs with 95% CI bands, one panel per map; and a table."""
     from qmix.results.plots import plot_runs
     from qmix.results.runs import load_runs
     from qmix.results.stats import aggregate_table, format_table_markdown
@@ -215,13 +209,21 @@ def plot(
         runs = load_runs(run_dirs)
     except ValueError as error:
         fail(str(error))
+    from qmix.results.headline import plotted_metric
+
+    metric = plotted_metric(runs, metric)
     lines = None
     if heuristic_maps:
+        from qmix.envs import require_capability
         from qmix.envs.heuristic import evaluate_heuristic
 
+        if metric != "test_win_rate":
+            fail(f"--heuristic draws the heuristic's win rate, not {metric}; drop --heuristic or plot test_win_rate")
+        for map_name in sorted({r.map for r in runs}):
+            require_capability(map_name, "heuristic", f"--heuristic cannot draw the heuristic on '{map_name}'")
         lines = {m: evaluate_heuristic(m, 200, 0)["win_rate"] for m in sorted({r.map for r in runs})}
-    paths = plot_runs(runs, out, heuristic=lines)
-    typer.echo(format_table_markdown(aggregate_table(runs)))
+    paths = plot_runs(runs, out or Path(metric), heuristic=lines, metric=metric)
+    typer.echo(format_table_markdown(aggregate_table(runs, key=metric)))
     typer.echo("wrote " + ", ".join(str(p) for p in paths))
 
 

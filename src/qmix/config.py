@@ -46,6 +46,8 @@ class RunSettings:
     test_interval_env_steps: int = setting(10_000, "test every this many env steps (0: by episodes only)")
     test_interval_episodes: int = setting(0, "test every this many training episodes (0: by env steps only)")
     test_episodes: int = setting(32, "greedy decentralised episodes per test")
+    final_evaluation_episodes: int = setting(512, "greedy episodes `qmix train` plays with the final parameters "
+                                                  "for its closing line and evaluation.json (0: none)")
 
     checkpoint_interval_env_steps: int = setting(100_000, "whole-state checkpoint interval (0: only at the end)")
     keep_checkpoints: int = setting(2, "how many of the newest checkpoints to keep")
@@ -57,7 +59,8 @@ class RunSettings:
         for key in ("num_envs", "batch_size", "buffer_size_episodes", "test_episodes", "num_seeds", "env_steps",
                     "keep_checkpoints"):
             s.check(getattr(self, key) >= 1, f"{key} must be at least 1, got {getattr(self, key)}")
-        for key in ("test_interval_env_steps", "test_interval_episodes", "checkpoint_interval_env_steps"):
+        for key in ("test_interval_env_steps", "test_interval_episodes", "checkpoint_interval_env_steps",
+                    "final_evaluation_episodes"):
             s.check(getattr(self, key) >= 0, f"{key} must not be negative, got {getattr(self, key)}")
         s.check(self.seed >= 0 and self.seed + self.num_seeds <= SEED_LIMIT,
                 f"seed must be in [0, {SEED_LIMIT - self.num_seeds}] (32-bit random keys), got {self.seed}")

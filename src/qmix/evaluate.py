@@ -1,9 +1,11 @@
 """Greedy, decentralised evaluation of a finished run: the paper's test protocol at any number of episodes.
 
 `qmix evaluate RUN_DIR` loads each run's final parameters, plays `episodes` greedy episodes (epsilon 0,
-each agent acting on its own observations) and reports the win rate with a 95% Wilson interval, how the
-other episodes ended (lost: every ally dead; or cut by the time limit), the mean return and length; with several seeds
-also the mean over runs with a 95% t interval. The result is written atomically to RUN_DIR/evaluation.json.
+each agent acting on its own observations) and reports every metric the environment declares: on a map
+with a win, the win rate with a 95% Wilson interval and how the other episodes ended (lost: every ally
+dead; or cut by the time limit); the mean return, length and the environment's own measures, each with a
+95% t interval over episodes; with several seeds also the mean of the headline over runs with a 95% t
+interval. The result is written atomically to RUN_DIR/evaluation.json.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from flax import serialization
 
 from qmix.checkpoint import CheckpointStore, write_atomic
 from qmix.config import Config
+from qmix.envs.base import EpisodeMetrics, episode_metrics
 from qmix.envs.heuristic import wilson_interval
 from qmix.errors import ConfigError
 from qmix.learn.loop import Trainer, run_slice, seed_keys
 from qmix.learn.rollout import run_episodes
+from qmix.metric_text import format_value, is_rate, label
 from qmix.results.stats import mean_ci
 from qmix.run import load_run_config
 from qmix.run_folder import (
@@ -43,21 +47,27 @@ ROUND_EPISODES = 256  # episodes played side by side; more are played in rounds 
 
 @dataclass
 class SeedEvaluation:
-    """One run's greedy episodes; the rates are fractions of `episodes` and add up to 1."""
+    """One run's greedy episodes: the mean of every metric its environment declares, with a 95% interval;
+    with a win also how the episodes ended (fractions of `episodes` that add up to 1)."""
 
     folder: str
     episodes: int
-    win_rate: float
-    win_ci_low: float
-    win_ci_high: float
-    lost: float  # ended without a win before the time limit (on SMAX: every ally dead)
-    time_limit: float  # the episode reached the map's time limit
+    metrics: dict[str, float]  # metric name -> its mean over the episodes (win_rate: the fraction won)
+    intervals: dict[str, list[float]]  # metric name -> [low, high]: Wilson for a win rate, else a t interval
     mean_return: float
     mean_length: float
+    win_rate: float | None = None  # the fields below only for an environment with a win
+    win_ci_low: float | None = None
+    win_ci_high: float | None = None
+    lost: float | None = None  # ended without a win before the time limit (on SMAX: every ally dead)
+    time_limit: float | None = None  # the episode reached the map's time limit
 
 
 @dataclass
 class RunEvaluation:
+    """Every run's evaluation and the mean of the headline over runs; in JSON the mean is mean_<headline>
+    (mean_win_rate on SMAX, mean_return on the two-step game) with its 95% t half-width, mean_<headline>_ci."""
+
     run_dir: str
     map: str
     alg: str
@@ -65,11 +75,18 @@ class RunEvaluation:
     seed: int
     params: str  # "final" (params.msgpack) or "checkpoint <env step>", then " averaged" for --averaged
     runs: list[SeedEvaluation]
-    mean_win_rate: float
-    mean_win_rate_ci: float | None  # half-width of the 95% t interval over runs; None for one run
+    headline: str  # the metric the environment is summarised by (win_rate, return, ...)
+    mean: float  # the headline's mean over runs
+    mean_ci: float | None  # half-width of the 95% t interval over runs; None for one run
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["runs"] = [{k: v for k, v in run.items() if v is not None} for run in data["runs"]]
+        mean, ci = data.pop("mean"), data.pop("mean_ci")
+        return {**data, f"mean_{self.headline}": mean, f"mean_{self.headline}_ci": ci}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2) + "\n"
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
     @property
     def file_name(self) -> str:
@@ -82,14 +99,10 @@ class RunEvaluation:
 
 
 def _outcomes(algorithm, env, policy, key, n_episodes):
-    """[E] per-episode outcomes of `n_episodes` greedy episodes (compiled once per run config)."""
+    """[E] per-episode values of every declared metric, and whether the time limit ended the episode,
+    of `n_episodes` greedy episodes (compiled once per run config)."""
     episodes, stats = run_episodes(algorithm, env, policy, key, n_episodes)
-    return dict(
-        won=stats.won,
-        time_limit=jnp.any(episodes.truncated, axis=1),
-        returns=stats.returns,
-        lengths=stats.lengths,
-    )
+    return {**stats.metrics(), "time_limit": jnp.any(episodes.truncated, axis=1)}
 
 
 def load_final_params(folder: Path, trainer: Trainer, run_dir: Path):
@@ -216,10 +229,11 @@ def evaluate_run(
         parts = [jax.device_get(play(policy, jax.random.fold_in(jax.random.PRNGKey(seed), r)))
                  for r in range(rounds)]
         outcome = {name: np.concatenate([p[name] for p in parts])[:episodes] for name in parts[0]}
-        results.append(_summarise(folder, outcome, episodes))
+        results.append(_summarise(folder, outcome, episodes, episode_metrics(trainer.env)))
 
-    win_rates = np.array([r.win_rate for r in results])
-    _, half_width, _ = mean_ci(win_rates)
+    declared = episode_metrics(trainer.env)
+    headlines = np.array([r.metrics[declared.headline] for r in results])
+    _, half_width, _ = mean_ci(headlines)
     evaluation = RunEvaluation(
         run_dir=str(run_dir),
         map=config.map,
@@ -228,8 +242,9 @@ def evaluate_run(
         seed=seed,
         params=source,
         runs=results,
-        mean_win_rate=float(np.mean(win_rates)),
-        mean_win_rate_ci=float(half_width) if len(results) > 1 else None,
+        headline=declared.headline,
+        mean=float(np.mean(headlines)),
+        mean_ci=float(half_width) if len(results) > 1 else None,
     )
     if write:
         save_evaluation(run_dir, evaluation)
@@ -246,35 +261,57 @@ def save_evaluation(run_dir: Path, evaluation: RunEvaluation) -> Path:
     return path
 
 
-def _summarise(folder: Path, outcome: dict[str, np.ndarray], episodes: int) -> SeedEvaluation:
-    won = outcome["won"].astype(bool)
+def _interval(name: str, values: np.ndarray) -> list[float]:
+    """95% interval of a metric's mean over episodes: Wilson for a win rate, t for anything else."""
+    if name == "win_rate":
+        return list(wilson_interval(int(values.sum()), len(values)))
+    mean, half_width, _ = mean_ci(values)
+    return [float(mean - half_width), float(mean + half_width)]
+
+
+def _summarise(folder: Path, outcome: dict[str, np.ndarray], episodes: int, declared: EpisodeMetrics
+               ) -> SeedEvaluation:
+    """outcome: [episodes] per-episode values of each declared metric, and "time_limit"."""
+    metrics = {name: float(np.mean(outcome[name])) for name in declared.names}
+    run = SeedEvaluation(folder=str(folder), episodes=episodes, metrics=metrics,
+                         intervals={name: _interval(name, outcome[name]) for name in declared.names},
+                         mean_return=metrics["return"], mean_length=metrics["length"])
+    if not declared.has_win:
+        return run
+    won = outcome["win_rate"].astype(bool)
     time_limit = outcome["time_limit"].astype(bool) & ~won
-    wins = int(won.sum())
-    low, high = wilson_interval(wins, episodes)
-    return SeedEvaluation(
-        folder=str(folder),
-        episodes=episodes,
-        win_rate=wins / episodes,
-        win_ci_low=low,
-        win_ci_high=high,
-        lost=float((~won & ~time_limit).mean()),
-        time_limit=float(time_limit.mean()),
-        mean_return=float(outcome["returns"].mean()),
-        mean_length=float(outcome["lengths"].mean()),
-    )
+    run.win_rate = metrics["win_rate"]
+    run.win_ci_low, run.win_ci_high = run.intervals["win_rate"]
+    run.lost = float((~won & ~time_limit).mean())
+    run.time_limit = float(time_limit.mean())
+    return run
+
+
+def format_metric(name: str, value: float, interval: list[float]) -> str:
+    """"win rate 73.0% [68.9%, 76.8%]" (Wilson) or "return 12.31 +- 0.42" (t interval: mean +- half width)."""
+    return f"{label(name)} {format_with_interval(name, value, interval)}"
+
+
+def format_with_interval(name: str, value: float, interval: list[float]) -> str:
+    if is_rate(name):
+        return f"{value:.1%} [{interval[0]:.1%}, {interval[1]:.1%}]"
+    return f"{value:.2f} +- {(interval[1] - interval[0]) / 2:.2f}"
 
 
 def format_evaluation(evaluation: RunEvaluation) -> list[str]:
-    """Human-readable lines: one per run, then the mean over runs."""
+    """Human-readable lines: one per run (the headline first, then how episodes ended where they can be won,
+    then every other metric), then the mean of the headline over runs."""
     lines = [f"{evaluation.alg} on {evaluation.map}, {evaluation.params} parameters:"]
+    headline = evaluation.headline
     for run in evaluation.runs:
+        ended = f"; lost {run.lost:.1%}, time limit {run.time_limit:.1%}" if run.win_rate is not None else ""
+        others = "".join(f"; {format_metric(name, value, run.intervals[name])}"
+                         for name, value in run.metrics.items() if name != headline)
+        lines.append(f"{run.folder}: {format_metric(headline, run.metrics[headline], run.intervals[headline])} "
+                     f"over {run.episodes} greedy episodes{ended}{others}")
+    if evaluation.mean_ci is not None:
         lines.append(
-            f"{run.folder}: win rate {run.win_rate:.1%} [{run.win_ci_low:.1%}, {run.win_ci_high:.1%}] over "
-            f"{run.episodes} greedy episodes; lost {run.lost:.1%}, time limit {run.time_limit:.1%}; mean return {run.mean_return:.2f}, mean length {run.mean_length:.1f}"
-        )
-    if evaluation.mean_win_rate_ci is not None:
-        lines.append(
-            f"mean over {len(evaluation.runs)} runs: {evaluation.mean_win_rate:.1%} "
-            f"+- {evaluation.mean_win_rate_ci:.1%} (95% t interval)"
+            f"mean over {len(evaluation.runs)} runs: {format_value(headline, evaluation.mean, 1)} "
+            f"+- {format_value(headline, evaluation.mean_ci, 1)} (95% t interval)"
         )
     return lines

@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from qmix.envs import require_capability
 from qmix.envs.smax import NO_UNIT, attacked_units
 from qmix.errors import ConfigError
 from qmix.evaluate import load_final_params
@@ -76,9 +77,7 @@ def render_run(run_dir: Path, out: Path | None = None, seed: int = 0, run: int =
     """Draw one greedy episode of run `run` (0: the first seed) of a finished run folder to a GIF."""
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
-    if config.map == "two_step" or config.backend != "smax":
-        raise ConfigError(f"`qmix render` draws SMAX maps; '{run_dir}' trained on {config.map} "
-                          f"(backend {config.backend})")
+    require_capability(config.map, "render", f"`qmix render` cannot draw '{run_dir}'", config.backend)
     folders = seed_folders(run_dir, config)
     if not 0 <= run < len(folders):
         raise ConfigError(f"--run must be between 0 and {len(folders) - 1} for '{run_dir}' ({len(folders)} runs)")

@@ -47,8 +47,9 @@ WALL_CLOCK_FIELDS = ("wall_seconds", "env_steps_per_second")
 class RunSummary:
     run_dir: Path
     env_steps: list[int]
-    final_test_win_rate: list[float]
-    best_test_win_rate: list[float]
+    headline: str  # the metric the run is summarised by: its environment's headline (win_rate, return, ...)
+    final_test_headline: list[float]  # per seed, the headline at the last test
+    best_test_headline: list[float]  # per seed, the highest headline over the tests
     final_test_return: list[float]
     wall_seconds: float
     history: list[list[dict]] = field(default_factory=list)  # per seed, every logged record
@@ -56,12 +57,13 @@ class RunSummary:
 
 
 def summarise(session: Session, runners: RunnerState) -> RunSummary:
-    history = session.loop.history
+    history, key = session.loop.history, f"test_{session.headline}"
     return RunSummary(
         run_dir=session.run_dir,
         env_steps=[int(s) for s in np.asarray(runners.env_steps)],
-        final_test_win_rate=[h[-1]["test_win_rate"] for h in history],
-        best_test_win_rate=[max(r["test_win_rate"] for r in h) for h in history],
+        headline=session.headline,
+        final_test_headline=[h[-1][key] for h in history],
+        best_test_headline=[max(r[key] for r in h) for h in history],
         final_test_return=[h[-1]["test_return"] for h in history],
         wall_seconds=session.clock.seconds(),
         history=history,

@@ -18,8 +18,8 @@ import numpy as np
 from flax import serialization
 
 from qmix.checkpoint import CheckpointStore, write_atomic
+from qmix.envs.base import episode_metrics
 from qmix.errors import ConfigError, NonFiniteError
-from qmix.learn.episodes import EPISODE_METRICS
 from qmix.learn.loop import RunnerState, Trainer, run_slice, seed_keys
 from qmix.progress import TrainingProgress
 from qmix.results.metrics import MetricsLog
@@ -107,7 +107,7 @@ def chunk_record(totals: dict, k: int, runners: RunnerState, trainer: Trainer) -
     updates = float(totals["updates"][k])
     record = {"env_steps": int(runners.env_steps[k]), "episodes": int(runners.episodes[k]),
               "updates": int(runners.updates[k])}
-    record.update({f"train_{n}": float(totals[f"train_{n}"][k]) / episodes for n in EPISODE_METRICS})
+    record.update({f"train_{n}": float(totals[f"train_{n}"][k]) / episodes for n in episode_metrics(trainer.env).names})
     record.update({n: float(v) for n, v in trainer.algorithm.status(runners.env_steps[k]).items()})
     record.update({n: float(totals[f"update_{n}"][k]) / updates if updates else math.nan
                    for n in trainer.metric_names})
@@ -134,14 +134,16 @@ class Session:
         self.stop = stop
         self.folders = seed_folders(run_dir, config)
         purge_steps = purge_steps or [None] * len(self.folders)
+        self.headline = episode_metrics(trainer.env).headline  # the metric the progress bar shows
         self.logs = [MetricsLog(f, tensorboard, purge_step=p) for f, p in zip(self.folders, purge_steps, strict=True)]
 
     def run(self, runners: RunnerState, progress: bool, first_test: bool) -> RunnerState:
-        bar = TrainingProgress(self.config, progress, start_steps=float(np.mean(np.asarray(runners.env_steps))))
+        bar = TrainingProgress(self.config, progress, self.headline,
+                               start_steps=float(np.mean(np.asarray(runners.env_steps))))
         try:
             if first_test:
                 initial = [{"env_steps": 0, "episodes": 0, "updates": 0} for _ in self.folders]
-                bar.update(runners.env_steps, self.test_and_log(runners, initial)[""]["test_win_rate"])
+                bar.update(runners.env_steps, self.test_and_log(runners, initial)[""][f"test_{self.headline}"])
             while int(np.min(np.asarray(runners.env_steps))) < self.config.env_steps:
                 if self.stop is not None and self.stop.requested:
                     self.stop_here(runners)
@@ -162,7 +164,7 @@ class Session:
         totals = jax.device_get(totals)
         self.stop_if_not_finite(runners, totals)
         records = [chunk_record(totals, k, runners, self.trainer) for k in range(self.config.num_seeds)]
-        bar.update(runners.env_steps, self.test_and_log(runners, records)[""]["test_win_rate"])
+        bar.update(runners.env_steps, self.test_and_log(runners, records)[""][f"test_{self.headline}"])
         if checkpoint_due(self.config, self.loop.checkpoint_step, checkpoint_step(runners)):
             self.checkpoint(runners)
         return runners

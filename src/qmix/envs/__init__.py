@@ -1,25 +1,28 @@
 """Environments behind one small interface (base.py), found by name in one registry.
 
 An environment is an adapter file (the `Environment` protocol, a settings class, a `make(name,
-settings)` function) and a registry line here.
+settings)` function) and a registry line here. An entry's facts say what else it offers: `heuristic`
+(the paper's attack-the-closest-enemy baseline plays it) and `render` (`qmix render` can draw it).
 """
 
 from __future__ import annotations
 
-from qmix.envs.base import Environment, TimeStep
+from qmix.envs.base import Environment, EpisodeMetrics, TimeStep, episode_metrics
 from qmix.envs.sc2 import Sc2Settings, make_sc2
 from qmix.envs.smax import SmaxSettings, describe_map, list_maps, make_smax
 from qmix.envs.two_step import make_two_step
+from qmix.errors import ConfigError
 from qmix.registry import Entry, Registry
 from qmix.settings import NoSettings
 
-__all__ = ["ENVIRONMENTS", "Environment", "TimeStep", "environment_entry", "make_env"]
+__all__ = ["ENVIRONMENTS", "Environment", "TimeStep", "declared_metrics", "environment_entry", "make_env",
+           "require_capability"]
 
 ENVIRONMENTS: Registry = Registry("map")
 ENVIRONMENTS.add("two_step", make_two_step, "the two-step matrix game of the QMIX paper (section 5, Table 1)",
                  settings=NoSettings)
 for _name in list_maps():
-    ENVIRONMENTS.add(_name, make_smax, describe_map(_name), settings=SmaxSettings)
+    ENVIRONMENTS.add(_name, make_smax, describe_map(_name), settings=SmaxSettings, heuristic=True, render=True)
 
 # backend=sc2 plays any SMAC map in real StarCraft II, stepped from Python (docs/sc2.md)
 SC2 = Entry("sc2", make_sc2, "a SMAC map in StarCraft II", {"settings": Sc2Settings})
@@ -37,3 +40,25 @@ def make_env(config, seed: int = 0) -> Environment:
     if config.backend == "sc2":
         return entry.target(config.map, config.environment, seed=seed)
     return entry.target(config.map, config.environment)
+
+
+def declared_metrics(name: str, backend: str = "smax") -> EpisodeMetrics:
+    """What the environment of a map declares about its episodes (made with its default settings; a real
+    StarCraft II map is not started: its adapter class declares the same)."""
+    entry = environment_entry(name, backend)
+    if backend == "sc2":
+        from qmix.envs.sc2 import SC2Env
+
+        return episode_metrics(SC2Env)
+    return episode_metrics(entry.target(name, entry.settings()))
+
+
+def require_capability(name: str, capability: str, what: str, backend: str = "smax") -> None:
+    """A one-line ConfigError unless map `name`'s registry entry offers `capability` (heuristic, render):
+    `what` was asked (e.g. "`qmix render` of 'runs/x'"), where it is missing, and the maps that have it."""
+    entry = environment_entry(name, backend)
+    if entry.facts.get(capability) and backend == "smax":
+        return
+    offering = [e.name for e in ENVIRONMENTS if e.facts.get(capability)]
+    raise ConfigError(f"{what}: the environment '{name}' (backend={backend}) does not offer {capability}; "
+                      f"use a map that does, e.g. {', '.join(offering[:6])}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ class HostStep:
     terminated: bool = False
     truncated: bool = False
     won: bool = False
+    info: dict[str, float] = field(default_factory=dict)  # the step's values of the environment's own measures
 
 
 def load_smac_env_class() -> Callable[..., Any]:

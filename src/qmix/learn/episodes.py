@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from qmix.envs.base import EpisodeMetrics, Measure
+
 
 @dataclass(frozen=True)
 class EnvSpec:
@@ -58,20 +60,37 @@ class Episodes:
 
 
 SEED_AXIS = "seeds"  # the vmapped axis of independent runs trained side by side
-EPISODE_METRICS = ("return", "win_rate", "length")  # EpisodeStats.metrics() by name
+
+
+def reduced(measure: Measure, total, value):
+    """A measure's running value after one more step: the step's value ("last") or the sum so far ("sum").
+    Plain arithmetic, so it serves jax arrays in the compiled rollout and numbers in the host-side one."""
+    return total + value if measure.reduce == "sum" else value
 
 
 @struct.dataclass
 class EpisodeStats:
-    """Per environment, [E]: the episode's return, whether it was won, and its length in steps."""
+    """Per environment, [E]: the episode's return, whether it was won, its length in steps, and each of the
+    environment's own measures reduced over its steps; `declared` says which of them are metrics."""
 
     returns: jax.Array
     won: jax.Array
     lengths: jax.Array
+    measures: dict[str, jax.Array]  # measure name -> [E] float32
+    declared: EpisodeMetrics = struct.field(pytree_node=False)
+
+    @classmethod
+    def zeros(cls, declared: EpisodeMetrics, *batch: int) -> EpisodeStats:
+        """[*batch] each, before the first step: nothing returned, won, played or measured."""
+        return cls(returns=jnp.zeros(batch, jnp.float32), won=jnp.zeros(batch, bool),
+                   lengths=jnp.zeros(batch, jnp.int32),
+                   measures={m.name: jnp.zeros(batch, jnp.float32) for m in declared.measures},
+                   declared=declared)
 
     def metrics(self) -> dict[str, jax.Array]:
-        """Per-episode numbers by name (the loop logs their means as train_<name> and test_<name>)."""
-        return dict(zip(EPISODE_METRICS, (self.returns, self.won, self.lengths), strict=True))
+        """Per-episode numbers by the declared names (the loop logs their means as train_<name> and test_<name>)."""
+        values = {"return": self.returns, "win_rate": self.won, "length": self.lengths, **self.measures}
+        return {name: values[name] for name in self.declared.names}
 
 
 def evaluation_metrics(stats: EpisodeStats) -> dict:

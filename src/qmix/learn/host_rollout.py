@@ -14,8 +14,9 @@ from typing import Protocol
 import jax
 import numpy as np
 
+from qmix.envs.base import episode_metrics
 from qmix.envs.sc2 import HostStep
-from qmix.learn.episodes import EnvSpec, Episodes, EpisodeStats
+from qmix.learn.episodes import EnvSpec, Episodes, EpisodeStats, reduced
 from qmix.learn.rollout import policy_step
 
 
@@ -76,7 +77,7 @@ class HostRollout:
         first_env = self.envs[0][0]
         T, N, A = first_env.episode_limit, first_env.n_agents, first_env.n_actions
         episodes = jax.tree.map(np.array, Episodes.empty(EnvSpec.of(first_env), S, E))
-        returns, won, lengths = np.zeros((S, E), np.float32), np.zeros((S, E), bool), np.zeros((S, E), np.int32)
+        stats = jax.tree.map(np.array, EpisodeStats.zeros(episode_metrics(first_env), S, E))  # [S, E] each
         running = np.zeros((S, E), bool)
         obs = np.zeros((S, E, N, first_env.obs_dim), np.float32)
         avail = np.zeros((S, E, N, A), bool)
@@ -107,10 +108,12 @@ class HostRollout:
                 truncated = step.truncated or (t + 1 >= T and not step.terminated)
                 episodes.terminated[s, e, t], episodes.truncated[s, e, t] = step.terminated, truncated
                 episodes.filled[s, e, t] = True
-                returns[s, e] += step.reward
-                won[s, e] |= step.won
-                lengths[s, e] += 1
+                stats.returns[s, e] += step.reward
+                stats.won[s, e] |= step.won
+                stats.lengths[s, e] += 1
+                for m in stats.declared.measures:
+                    stats.measures[m.name][s, e] = reduced(m, stats.measures[m.name][s, e], step.info[m.name])
                 obs[s, e], avail[s, e] = step.obs, step.avail_actions
                 running[s, e] = not (step.terminated or truncated)
             t += 1
-        return episodes, EpisodeStats(returns=returns, won=won, lengths=lengths)
+        return episodes, stats

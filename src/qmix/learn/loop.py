@@ -26,8 +26,8 @@ from flax import struct
 
 from qmix.algorithms import make_algorithm
 from qmix.envs import make_env
+from qmix.envs.base import episode_metrics
 from qmix.learn.episodes import (
-    EPISODE_METRICS,
     SEED_AXIS,
     EnvSpec,
     Episodes,
@@ -85,7 +85,7 @@ class Trainer:
         return list(jax.eval_shape(self.algorithm.update, state, example, jax.random.PRNGKey(0))[1])
 
     def zero_totals(self) -> Totals:
-        names = ["episodes", *(f"train_{n}" for n in EPISODE_METRICS), "updates", "gradient_steps",
+        names = ["episodes", *(f"train_{n}" for n in episode_metrics(self.env).names), "updates", "gradient_steps",
                  *(f"update_{n}" for n in self.metric_names)]
         return {name: jnp.zeros((), jnp.float32) for name in names}
 

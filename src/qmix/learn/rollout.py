@@ -13,8 +13,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from qmix.envs.base import Environment
-from qmix.learn.episodes import EnvSpec, Episodes, EpisodeStats
+from qmix.envs.base import Environment, episode_metrics
+from qmix.learn.episodes import EnvSpec, Episodes, EpisodeStats, reduced
 
 
 def policy_step(algorithm, policy: Any, key: jax.Array, actor_state: Any, obs: jax.Array, avail: jax.Array):
@@ -81,21 +81,19 @@ def run_episodes(algorithm, env: Environment, policy: Any, key: jax.Array, n_env
             truncated=episodes.truncated.at[:, t].set(running & new_ts.truncated),
             filled=episodes.filled.at[:, t].set(running),
         )
-        stats = EpisodeStats(
+        stats = stats.replace(
             returns=stats.returns + jnp.where(running, new_ts.reward, 0.0),
             won=stats.won | (running & new_ts.won),
             lengths=stats.lengths + running.astype(jnp.int32),
+            measures={m.name: jnp.where(running, reduced(m, stats.measures[m.name], new_ts.info[m.name]),
+                                        stats.measures[m.name]) for m in stats.declared.measures},
         )
         env_state = _where_active(running, new_env_state, env_state)
         timestep = _where_active(running, new_ts, timestep)
         running = running & ~(new_ts.terminated | new_ts.truncated)
         return t + 1, key, env_state, timestep, actor_state, episodes, stats, running
 
-    stats = EpisodeStats(
-        returns=jnp.zeros((n_envs,), jnp.float32),
-        won=jnp.zeros((n_envs,), bool),
-        lengths=jnp.zeros((n_envs,), jnp.int32),
-    )
+    stats = EpisodeStats.zeros(episode_metrics(env), n_envs)
     carry = (jnp.zeros((), jnp.int32), key, env_state, timestep, algorithm.initial_actor_state(n_envs), episodes,
              stats, jnp.ones((n_envs,), bool))
     _, _, _, _, _, episodes, stats, _ = jax.lax.while_loop(still_running, play_step, carry)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qmix.metric_text import is_rate, label
 from qmix.results.stats import mean_ci
 from qmix.run_folder import EVALUATION_FILE
 
@@ -18,21 +19,38 @@ class PairEvaluation:
     map: str
     alg: str
     episodes: list[int]  # per evaluated run
-    win_rates: list[float]  # per evaluated run
+    values: list[float]  # per evaluated run, of the headline
     runs: int  # runs of the pair, evaluated or not
+    headline: str = "win_rate"  # the metric the evaluations were summarised by
+
+    @property
+    def win_rates(self) -> list[float]:
+        return self.values
 
 
-def _evaluated_runs(pair_folder: Path) -> list[dict]:
-    """The per-run results of every final-parameters evaluation.json below a pair's folder."""
-    runs = []
+def evaluation_headline(evaluation: dict) -> str:
+    """The metric an evaluation.json is summarised by; files written before it was named hold SMAX win rates."""
+    return evaluation.get("headline", "win_rate")
+
+
+def run_value(run: dict, metric: str) -> float:
+    """One evaluated run's value of `metric`: from its `metrics`, or an older file's own field (win_rate)."""
+    return float(run.get("metrics", {}).get(metric, run.get(metric)))
+
+
+def _evaluated_runs(pair_folder: Path) -> tuple[list[dict], str]:
+    """The per-run results of every final-parameters evaluation.json below a pair's folder, with each run's
+    headline value as "value"; and the headline."""
+    runs, headline = [], "win_rate"
     for path in sorted(pair_folder.rglob(EVALUATION_FILE)):
         try:
             evaluation = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue  # a damaged file leaves that run out of the table, not the report out
         if evaluation.get("params") == "final":
-            runs += evaluation.get("runs", [])
-    return runs
+            headline = evaluation_headline(evaluation)
+            runs += [{**run, "value": run_value(run, headline)} for run in evaluation.get("runs", [])]
+    return runs, headline
 
 
 def pair_evaluations(pair_folders: list[Path], runs_per_pair: int) -> list[PairEvaluation]:
@@ -40,10 +58,10 @@ def pair_evaluations(pair_folders: list[Path], runs_per_pair: int) -> list[PairE
     rows = []
     for folder in pair_folders:
         map_name, alg = folder.name.rsplit("-", 1)
-        evaluated = _evaluated_runs(folder)
+        evaluated, headline = _evaluated_runs(folder)
         if evaluated:
             rows.append(PairEvaluation(map_name, alg, [int(r["episodes"]) for r in evaluated],
-                                       [float(r["win_rate"]) for r in evaluated], runs_per_pair))
+                                       [r["value"] for r in evaluated], runs_per_pair, headline))
     return rows
 
 
@@ -53,12 +71,17 @@ def evaluation_section(rows: list[PairEvaluation]) -> list[str]:
     lines = ["## Greedy evaluations of the final parameters", "",
              "`qmix evaluate` on each run's final parameters: greedy agents, the same new test games for "
              "every run. Mean and 95% t interval over the runs evaluated; a run not evaluated is left out.", "",
-             "| map | method | runs evaluated | episodes per run | greedy win % (95% CI) | per run |",
-             "|---|---|---:|---:|---:|---|"]
+             f"| map | method | runs evaluated | episodes per run | greedy {_column(rows[0].headline)} (95% CI) "
+             "| per run |", "|---|---|---:|---:|---:|---|"]
     for row in rows:
-        mean, half_width, _ = mean_ci(np.array(row.win_rates))
+        scale = 100 if is_rate(row.headline) else 1
+        mean, half_width, _ = mean_ci(scale * np.array(row.values))
         episodes = "/".join(str(e) for e in sorted(set(row.episodes)))
-        per_run = ", ".join(f"{100 * w:.1f}" for w in row.win_rates)
-        lines.append(f"| {row.map} | {row.alg} | {len(row.win_rates)} of {row.runs} | {episodes} | "
-                     f"{100 * mean:.1f} ± {100 * half_width:.1f} | {per_run} |")
+        per_run = ", ".join(f"{scale * w:.1f}" for w in row.values)
+        lines.append(f"| {row.map} | {row.alg} | {len(row.values)} of {row.runs} | {episodes} | "
+                     f"{mean:.1f} ± {half_width:.1f} | {per_run} |")
     return [*lines, ""]
+
+
+def _column(headline: str) -> str:
+    return "win %" if headline == "win_rate" else label(headline)

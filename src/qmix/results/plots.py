@@ -1,6 +1,7 @@
-"""Learning-curve figures as in the paper: test win rate against env steps, one panel per map, one line per
-method (mean over runs) with a shaded 95% confidence band (none for a single run), and the heuristic as a
-dashed line. `write_learning_curve` draws one run folder's own curves (every seed) into that folder.
+"""Learning-curve figures as in the paper: a test metric (the test win rate on SMAX) against env steps, one
+panel per map, one line per method (mean over runs) with a shaded 95% confidence band (none for a single
+run), and the heuristic as a dashed line. `write_learning_curve` draws one run folder's own curves (every
+seed) into that folder, one panel per metric its environment declares.
 
 Figures are built on the Agg canvas directly (no pyplot, no screen, no global backend switch).
 """
@@ -18,7 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
-from qmix.results.runs import Run, group_by_map_alg, load_runs
+from qmix.metric_text import is_rate, label
+from qmix.results.runs import Run, group_by_map_alg, load_runs, logged_metrics
 from qmix.results.stats import curve_stats
 
 # Fixed colours so a method looks the same in every panel and every figure.
@@ -32,7 +34,6 @@ ALG_COLOURS = {
 }
 SPARE_COLOURS = ("tab:cyan", "tab:olive", "tab:gray", "tab:red", "black", "gold")
 HEURISTIC_STYLE = {"color": "black", "linestyle": "--", "linewidth": 1.2}
-METRIC_LABELS = {"test_win_rate": "test win rate (%)", "test_return": "test return"}
 FORMATS = ("png", "svg")
 PANEL_SIZE = (4.8, 3.6)  # inches per panel
 MAX_COLUMNS = 3
@@ -49,13 +50,14 @@ def plot_runs(
     heuristic: dict[str, float] | None = None,
     title: str | None = None,
     extend: bool = False,
+    metric: str = "test_win_rate",
 ) -> list[Path]:
-    """Plot the test win rate of `runs` and save `<stem>.png` and `<stem>.svg`; returns their paths.
+    """Plot the test `metric` of `runs` and save `<stem>.png` and `<stem>.svg`; returns their paths.
 
-    `heuristic` maps a map name to the heuristic's win rate in 0..1, drawn as a dashed line. Curves stop
-    where the shortest run of a method stops, unless `extend` (see `qmix.results.stats`).
+    `heuristic` maps a map name to the heuristic's value of the metric (a win rate in 0..1), drawn as a
+    dashed line. Curves stop where the shortest run of a method stops, unless `extend` (see `qmix.results.stats`).
     """
-    return plot_metric(runs, "test_win_rate", out_path_stem, heuristic=heuristic, title=title, extend=extend)
+    return plot_metric(runs, metric, out_path_stem, heuristic=heuristic, title=title, extend=extend)
 
 
 def plot_metric(
@@ -121,8 +123,8 @@ def save_figure(
 
 
 def write_learning_curve(run_dir: str | Path) -> list[Path]:
-    """Draw a run folder's test win rate and test return against env steps, one line per seed (and their
-    mean with several seeds), into `<run_dir>/learning_curve.png` and `.svg`; returns the two paths.
+    """Draw each test metric a run folder logged of those its environment declares (the headline first)
+    against env steps, one line per seed (and their mean with several seeds), into `<run_dir>/learning_curve.png` and `.svg`; returns the two paths.
 
     `run_dir` is a folder `qmix train` wrote: one run, or a `--seeds K` folder with its `seed_<k>/`
     sub-folders. Raises ValueError when it holds no test results yet.
@@ -134,10 +136,10 @@ def write_learning_curve(run_dir: str | Path) -> list[Path]:
 
 
 def build_learning_curve(runs: Sequence[Run], title: str | None = None) -> Figure:
-    """The figure `write_learning_curve` saves: a win-rate panel and, where logged, a return panel."""
+    """The figure `write_learning_curve` saves: a panel per declared metric the runs logged."""
     if not runs:
         raise ValueError("Nothing to plot: no runs given; pass a run folder that holds metrics.jsonl.")
-    keys = [key for key in ("test_win_rate", "test_return") if any(run.curve(key)[0].size for run in runs)]
+    keys = learning_curve_metrics(runs)
     figure, axes = _panel_grid(len(keys))
     colours = [f"C{index % 10}" for index in range(len(runs))]
     for ax, key in zip(axes, keys, strict=True):
@@ -157,6 +159,21 @@ def build_learning_curve(runs: Sequence[Run], title: str | None = None) -> Figur
     if title:
         figure.suptitle(title)
     return figure
+
+
+def learning_curve_metrics(runs: Sequence[Run]) -> list[str]:
+    """The logged test metrics the runs' environment declares, its headline first (by the map's registry
+    entry); for a map unknown here, test_win_rate and test_return where logged."""
+    from qmix.envs import declared_metrics
+    from qmix.errors import ConfigError
+
+    logged = logged_metrics(runs)
+    try:
+        declared = [declared_metrics(run.map) for run in runs]
+    except ConfigError:
+        return [key for key in ("test_win_rate", "test_return") if key in logged]
+    names = [f"test_{d.headline}" for d in declared] + [f"test_{n}" for d in declared for n in d.names]
+    return [key for key in dict.fromkeys(names) if key in logged]
 
 
 def _panel_grid(n_panels: int) -> tuple[Figure, list]:
@@ -194,16 +211,16 @@ def _runs_count_text(n_runs) -> str:
 def _style_panel(ax, map_name: str, key: str) -> None:
     ax.set_title(map_name)
     ax.set_xlabel("env steps")
-    ax.set_ylabel(METRIC_LABELS.get(key, key))
+    ax.set_ylabel(f"test {label(key)}" + (" (%)" if is_rate(key) else ""))
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    if key == "test_win_rate":
+    if is_rate(key):
         ax.set_ylim(-2, 102)  # the CI band may leave 0..100 %; the axis stays on the possible range
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
 
 
 def _percent_scale(key: str) -> float:
-    return 100.0 if key == "test_win_rate" else 1.0
+    return 100.0 if is_rate(key) else 1.0
 
 
 def _strip_image_suffix(path: Path) -> Path:

@@ -1,8 +1,10 @@
 """Find run folders on disk and load their test curves.
 
 A run folder holds `config.yaml` (with `alg`, `map`, `seed`) and `metrics.jsonl` (one JSON object per
-line, every line with `env_steps`; test lines with `test_win_rate` and `test_return`). A multi-seed run
-is a folder with `config.yaml` and one `seed_<k>/metrics.jsonl` per seed; each seed folder is one run.
+line, every line with `env_steps`; test lines with `test_<metric>` for each metric the environment declares:
+`test_return`, `test_length`, `test_win_rate` where episodes can be won, and the environment's own measures).
+A multi-seed run is a folder with `config.yaml` and one `seed_<k>/metrics.jsonl` per seed; each seed folder is
+one run. Every test point is kept, with whatever test metrics it has.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.yaml"
 UNKNOWN = "unknown"
-TEST_KEYS = ("test_win_rate", "test_return")
+TEST_PREFIX = "test_"  # a logged test metric: test_<metric>, or test_<metric>_<policy> for other test policies
 
 # Display order: the paper's methods and maps first, anything else after, alphabetically.
 KNOWN_ALGS = ("qmix", "vdn", "iql", "qmix_ns", "qmix_lin", "vdn_s")
@@ -33,15 +35,26 @@ _SEED_FOLDER = re.compile(r"^seed_(\d+)$")
 
 @dataclass(frozen=True, eq=False)
 class Run:
-    """One training run: where it lives, what it trained, and its test curve sorted by env steps."""
+    """One training run: where it lives, what it trained, and its test points sorted by env steps."""
 
     path: Path
     alg: str
     map: str
     seed: int | None
-    env_steps: np.ndarray
-    test_win_rate: np.ndarray
-    test_return: np.ndarray
+    env_steps: np.ndarray  # [P] the env steps of its P test points
+    tests: dict[str, np.ndarray]  # test metric (test_return, ...) -> [P] values, NaN where a point lacks it
+
+    def values(self, key: str) -> np.ndarray:
+        """[P] values of one test metric, all NaN if the run never logged it."""
+        return self.tests.get(key, np.full(self.env_steps.shape, np.nan))
+
+    @property
+    def test_win_rate(self) -> np.ndarray:
+        return self.values("test_win_rate")
+
+    @property
+    def test_return(self) -> np.ndarray:
+        return self.values("test_return")
 
     @property
     def label(self) -> str:
@@ -50,11 +63,16 @@ class Run:
 
     def curve(self, key: str = "test_win_rate") -> tuple[np.ndarray, np.ndarray]:
         """(env_steps, values) of one test metric, without the points where it was not logged."""
-        if key not in TEST_KEYS:
-            raise ValueError(f"Unknown test metric {key!r}: choose one of {', '.join(TEST_KEYS)}.")
-        values = getattr(self, key)
+        if not key.startswith(TEST_PREFIX):
+            raise ValueError(f"Unknown test metric {key!r}: a test metric is named test_<metric>, e.g. test_return.")
+        values = self.values(key)
         logged = np.isfinite(values)
         return self.env_steps[logged], values[logged]
+
+
+def logged_metrics(runs: Iterable[Run]) -> list[str]:
+    """The test metrics any of the runs logged, in the order first seen."""
+    return list(dict.fromkeys(key for run in runs for key in run.tests))
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
@@ -121,7 +139,7 @@ def _find_metrics_files(path: Path) -> list[Path]:
 
 def _load_run(metrics_file: Path) -> Run | None:
     run_dir = metrics_file.parent.resolve()
-    steps, win_rate, test_return = _read_test_curve(metrics_file)
+    steps, tests = _read_test_points(metrics_file)
     if steps.size == 0:
         log.warning("Skipping %s: no test results logged yet.", run_dir)
         return None
@@ -133,8 +151,7 @@ def _load_run(metrics_file: Path) -> Run | None:
         map=str(config.get("map") or UNKNOWN),
         seed=_first_int(own_config.get("seed"), _seed_from_folder_name(run_dir), parent_config.get("seed")),
         env_steps=steps,
-        test_win_rate=win_rate,
-        test_return=test_return,
+        tests=tests,
     )
 
 
@@ -180,19 +197,19 @@ def _read_yaml(path: Path) -> dict:
     return content if isinstance(content, dict) else {}
 
 
-def _read_test_curve(metrics_file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Test points sorted by env steps; a step logged twice (a resumed run) keeps its last value."""
-    by_step: dict[int, tuple[float, float]] = {}
+def _read_test_points(metrics_file: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """([P] env steps, {test metric: [P] values}) of the lines with any test metric, sorted by env steps;
+    a step logged twice (a resumed run) keeps its last line."""
+    by_step: dict[int, dict[str, float]] = {}
     for record in _read_jsonl(metrics_file):
         step = _as_int(record.get("env_steps"))
-        win_rate = _as_float(record.get("test_win_rate"))
-        if step is None or win_rate is None:
-            continue
-        test_return = _as_float(record.get("test_return"))
-        by_step[step] = (win_rate, np.nan if test_return is None else test_return)
+        tests = {key: value for key, value in ((k, _as_float(v)) for k, v in record.items())
+                 if key.startswith(TEST_PREFIX) and value is not None}
+        if step is not None and tests:
+            by_step[step] = tests
     steps = np.array(sorted(by_step), dtype=np.int64)
-    values = np.array([by_step[step] for step in steps], dtype=np.float64).reshape(-1, 2)
-    return steps, values[:, 0], values[:, 1]
+    names = dict.fromkeys(key for step in steps for key in by_step[step])
+    return steps, {key: np.array([by_step[step].get(key, np.nan) for step in steps], np.float64) for key in names}
 
 
 def _read_jsonl(path: Path) -> list[dict]:

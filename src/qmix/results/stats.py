@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
+from qmix.metric_text import is_rate, label
 from qmix.results.runs import Run, group_by_map_alg
 
 log = logging.getLogger(__name__)
@@ -55,7 +56,7 @@ class CurveStats:
 
 @dataclass(frozen=True)
 class TableRow:
-    """Final results of one method on one map; win rates in 0..1, `*_ci` are CI half-widths."""
+    """Final results of one method on one map in one test metric (win rates in 0..1); `*_ci` are CI half-widths."""
 
     map: str
     alg: str
@@ -69,6 +70,7 @@ class TableRow:
     iqm: float | None = None
     iqm_low: float | None = None
     iqm_high: float | None = None
+    metric: str = "test_win_rate"
 
 
 def mean_ci(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,13 +133,13 @@ def curve_stats(
     return CurveStats(env_steps=grid, mean=mean, ci_half_width=half_width, n_runs=n)
 
 
-def final_win_rate(run: Run, final_tests: int = 1) -> float:
-    """Mean of the run's last `final_tests` test win rates."""
-    return float(np.mean(run.test_win_rate[-final_tests:]))
+def final_value(run: Run, final_tests: int = 1, key: str = "test_win_rate") -> float:
+    """Mean of the run's last `final_tests` logged values of the test metric `key`."""
+    return float(np.mean(run.curve(key)[1][-final_tests:]))
 
 
-def best_win_rate(run: Run) -> float:
-    return float(np.max(run.test_win_rate))
+def best_value(run: Run, key: str = "test_win_rate") -> float:
+    return float(np.max(run.curve(key)[1]))
 
 
 def iqm_with_ci(
@@ -205,19 +207,22 @@ def _scipy_iqm_interval(scores, bootstrap_reps, confidence, seed) -> tuple[float
 
 
 def aggregate_table(
-    runs: Sequence[Run], final_tests: int = 1, bootstrap_reps: int = 5000, confidence: float = CONFIDENCE
+    runs: Sequence[Run], final_tests: int = 1, bootstrap_reps: int = 5000, confidence: float = CONFIDENCE,
+    key: str = "test_win_rate",
 ) -> list[TableRow]:
-    """One row per (map, alg), maps and algs in display order (the paper's first)."""
+    """One row per (map, alg) of the test metric `key`, maps and algs in display order (the paper's first);
+    runs that never logged `key` are left out."""
+    runs = [run for run in runs if run.curve(key)[0].size]
     return [
-        _table_row(map_name, alg, group, final_tests, bootstrap_reps, confidence)
+        _table_row(map_name, alg, group, final_tests, bootstrap_reps, confidence, key)
         for map_name, by_alg in group_by_map_alg(runs).items()
         for alg, group in by_alg.items()
     ]
 
 
-def _table_row(map_name, alg, runs, final_tests, bootstrap_reps, confidence) -> TableRow:
-    finals = np.array([final_win_rate(run, final_tests) for run in runs])
-    bests = np.array([best_win_rate(run) for run in runs])
+def _table_row(map_name, alg, runs, final_tests, bootstrap_reps, confidence, key) -> TableRow:
+    finals = np.array([final_value(run, final_tests, key) for run in runs])
+    bests = np.array([best_value(run, key) for run in runs])
     final_mean, final_ci, _ = mean_ci(finals, confidence)
     best_mean, best_ci, _ = mean_ci(bests, confidence)
     iqm, iqm_low, iqm_high = iqm_with_ci(finals, bootstrap_reps, confidence)
@@ -235,15 +240,16 @@ def _table_row(map_name, alg, runs, final_tests, bootstrap_reps, confidence) -> 
         iqm=iqm,
         iqm_low=iqm_low,
         iqm_high=iqm_high,
+        metric=key,
     )
 
 
 def format_table_markdown(rows: Sequence[TableRow]) -> str:
-    """A Markdown table of the rows, win rates in % with their 95% CIs."""
-    header = (
-        "| map | method | runs | env steps | final test win % (95% CI) | best test win % (95% CI) "
-        "| IQM final win % [95% CI] |"
-    )
+    """A Markdown table of the rows, with their 95% CIs; win rates in %."""
+    metric = rows[0].metric if rows else "test_win_rate"
+    name = "win %" if is_rate(metric) else label(metric)
+    header = (f"| map | method | runs | env steps | final test {name} (95% CI) | best test {name} (95% CI) "
+              f"| IQM final {name} [95% CI] |")
     lines = [header, "|---|---|---:|---:|---:|---:|---:|"]
     lines += [_format_row(row) for row in rows]
     return "\n".join(lines) + "\n"
@@ -255,25 +261,30 @@ def _format_row(row: TableRow) -> str:
         row.alg,
         str(row.n_runs),
         _format_steps_range(row.env_steps_min, row.env_steps_max),
-        _format_mean_ci(row.final_mean, row.final_ci, row.n_runs),
-        _format_mean_ci(row.best_mean, row.best_ci, row.n_runs),
+        _format_mean_ci(row.final_mean, row.final_ci, row.n_runs, row.metric),
+        _format_mean_ci(row.best_mean, row.best_ci, row.n_runs, row.metric),
         _format_iqm(row),
     ]
     return "| " + " | ".join(cells) + " |"
 
 
-def _format_mean_ci(mean: float, half_width: float, n_runs: int) -> str:
+def _number(value: float, metric: str) -> str:
+    """A rate in % to one decimal (without the sign: the header says %), anything else to two decimals."""
+    return f"{100 * value:.1f}" if is_rate(metric) else f"{value:.2f}"
+
+
+def _format_mean_ci(mean: float, half_width: float, n_runs: int, metric: str = "test_win_rate") -> str:
     if n_runs == 1:  # one run has no interval over runs; "± 0.0" would claim one
-        return f"{100 * mean:.1f} (n=1)"
-    return f"{100 * mean:.1f} ± {100 * half_width:.1f}"
+        return f"{_number(mean, metric)} (n=1)"
+    return f"{_number(mean, metric)} ± {_number(half_width, metric)}"
 
 
 def _format_iqm(row: TableRow) -> str:
     if row.iqm is None or row.iqm_low is None or row.iqm_high is None:
         return "–"
     if row.n_runs == 1:
-        return f"{100 * row.iqm:.1f} (n=1)"
-    return f"{100 * row.iqm:.1f} [{100 * row.iqm_low:.1f}, {100 * row.iqm_high:.1f}]"
+        return f"{_number(row.iqm, row.metric)} (n=1)"
+    return f"{_number(row.iqm, row.metric)} [{_number(row.iqm_low, row.metric)}, {_number(row.iqm_high, row.metric)}]"
 
 
 def _format_steps_range(low: int, high: int) -> str:

@@ -23,9 +23,11 @@ from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, parameter_chec
 # Written by `qmix evaluate` and `qmix plot`, possibly after the run was kept: copied again on every keep.
 LATER_FILES = ("evaluation*.json", "learning_curve.*")
 RUN_FILES = (CONFIG_FILE, *LATER_FILES)
-# Of each metrics line, what the report, `qmix plot` and the tables read; training diagnostics (loss,
-# gradient norm, train returns) stay with the original run folder and its TensorBoard log.
-KEPT_METRICS = ("env_steps", "episodes", "test_win_rate", "test_return", "test_length", "wall_seconds")
+# Of each metrics line, what the report, `qmix plot` and the tables read: the counters and every test
+# metric the environment declares (test_*); training diagnostics (loss, gradient norm, train returns) stay
+# with the original run folder and its TensorBoard log.
+KEPT_METRICS = ("env_steps", "episodes", "wall_seconds")
+KEPT_PREFIX = "test_"
 # What a storage folder holds besides its runs: small results worth giving back (not recomputed), and
 # the report with the PNG figures it shows (rewritten anyway; the SVG copies stay in storage).
 RESULT_FILES = ("two_step.json", "heuristic.json")
@@ -59,14 +61,15 @@ def _copy_matching(source: Path, dest: Path, patterns: tuple[str, ...]) -> None:
 
 
 def thin_metrics(text: str) -> str:
-    """The metrics lines with only KEPT_METRICS (lines that do not parse are dropped)."""
+    """The metrics lines with only KEPT_METRICS and the test metrics (lines that do not parse are dropped)."""
     kept = []
     for line in text.splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        kept.append(json.dumps({key: record[key] for key in KEPT_METRICS if key in record}))
+        kept.append(json.dumps({key: value for key, value in record.items()
+                                if key in KEPT_METRICS or key.startswith(KEPT_PREFIX)}))
     return "".join(line + "\n" for line in kept)
 
 
@@ -97,7 +100,7 @@ def write_kept_marker(dest: Path, config, run_dir: Path) -> None:
     # and the checksums still name the parameters that were evaluated.
     marker = {"env_steps": config.env_steps, "seeds": _seeds(config),
               "left_out": "parameters (*.msgpack), checkpoints/ and tensorboard/; evaluate the original run folder",
-              "metrics_fields": list(KEPT_METRICS), "parameters": parameter_checksums(run_dir)}
+              "metrics_fields": [*KEPT_METRICS, f"{KEPT_PREFIX}*"], "parameters": parameter_checksums(run_dir)}
     write_atomic(dest / KEPT_FILE, json.dumps(marker, indent=1) + "\n")
 
 

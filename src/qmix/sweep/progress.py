@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from qmix.metric_text import format_value, label
 from qmix.sweep.plan import Task, describe
 from qmix.sweep.state import logged_env_steps
 from qmix.sweep.worker import read_status
@@ -65,10 +66,10 @@ class SweepDisplay:
         task = outcome.task
         self.outcomes[task.name] = outcome
         if outcome.status == "done":
-            rates = outcome.result.get("final_test_win_rate", [])
-            wins = ", ".join(f"{w:.0%}" for w in rates)
+            headline = outcome.result.get("headline", "win_rate")
+            finals = ", ".join(format_value(headline, v) for v in outcome.result.get("final_test_headline", []))
             self.say(f"done {task.name}: {outcome.detail}, {outcome.result.get('wall_seconds', 0):.0f} s, "
-                     f"attempt {outcome.result.get('attempt', 1)}; final test win rate {wins}")
+                     f"attempt {outcome.result.get('attempt', 1)}; final test {label(headline)} {finals}")
         else:
             self.say(f"failed {task.name}: {outcome.detail}")
         self._read_steps(force=True)

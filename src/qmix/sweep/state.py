@@ -83,8 +83,8 @@ def logged_env_steps(run_dir: Path, config: Config) -> list[int]:
     return steps
 
 
-def final_test_win_rates(run_dir: Path, config: Config) -> list[float]:
-    """Per seed: the test win rate of its last log line."""
+def final_test_values(run_dir: Path, config: Config, metric: str) -> list[float]:
+    """Per seed: the value of `metric` (e.g. test_win_rate, test_return) on its last log line holding it."""
     rates = []
     for folder in seed_folders(run_dir, config):
         lines = (folder / METRICS).read_text(encoding="utf-8").splitlines() if (folder / METRICS).is_file() else []
@@ -94,6 +94,6 @@ def final_test_win_rates(run_dir: Path, config: Config) -> list[float]:
                 records.append(json.loads(line))
             except ValueError:
                 continue
-        tested = [r for r in records if "test_win_rate" in r]
-        rates.append(float(tested[-1]["test_win_rate"]) if tested else float("nan"))
+        tested = [r for r in records if metric in r]
+        rates.append(float(tested[-1][metric]) if tested else float("nan"))
     return rates

@@ -26,7 +26,10 @@ def _label(group: str, task: Task) -> str:
 
 
 def write_summary(out: Path, outcomes, title: str) -> Path | None:
-    """summary.md: mean final test win rate per map and method over the groups whose every task finished."""
+    """summary.md: the mean final test headline (the win rate on SMAX) per map and method over the groups
+    whose every task finished."""
+    from qmix.metric_text import label
+    from qmix.results.headline import plotted_metric
     from qmix.results.plots import plot_runs
     from qmix.results.runs import load_runs
     from qmix.results.stats import aggregate_table, format_table_markdown
@@ -44,9 +47,10 @@ def write_summary(out: Path, outcomes, title: str) -> Path | None:
                 continue  # finished without a test point: nothing to show
     if not runs:
         return None
-    rows = aggregate_table(runs, final_tests=1)
-    figure = plot_runs(runs, out / "test_win_rate", title=title)
-    lines = [f"# {title}", "", f"![test win rate]({figure[0].name})", "",
+    metric = plotted_metric(runs)
+    rows = aggregate_table(runs, final_tests=1, key=metric)
+    figure = plot_runs(runs, out / metric, title=title, metric=metric)
+    lines = [f"# {title}", "", f"![test {label(metric)}]({figure[0].name})", "",
              "Final = each run's last test; mean and 95% CI over runs.", "", format_table_markdown(rows), "",
              "## Tasks", "", "```", *outcome_lines(outcomes), "```", ""]
     path = out / "summary.md"

@@ -96,7 +96,8 @@ def train_task(task: Task, out: str, sweep_id: str) -> dict:
                 mode = "from env step 0" + (f" ({found.detail})" if found.detail else "")
                 summary = train(config, task.run_dir, force=True, progress=False)
             print(f"--- finished: {mode}, {summary.wall_seconds:.0f} s", flush=True)
-            result.update(wall_seconds=summary.wall_seconds, final_test_win_rate=list(summary.final_test_win_rate),
+            result.update(wall_seconds=summary.wall_seconds, headline=summary.headline,
+                          final_test_headline=list(summary.final_test_headline),
                           env_steps=list(summary.env_steps))
         if task.needs_evaluation:
             mode += "; " + _evaluate(task, result)
@@ -106,8 +107,10 @@ def train_task(task: Task, out: str, sweep_id: str) -> dict:
 def _evaluate(task: Task, result: dict) -> str:
     """`qmix evaluate` on the final parameters, while they are on this storage (its errors fail the task)."""
     from qmix.evaluate import evaluate_run, format_evaluation
+    from qmix.metric_text import format_value, label
 
     evaluation = evaluate_run(task.run_dir, episodes=task.evaluate_episodes)
     print(*format_evaluation(evaluation), sep="\n", flush=True)
-    result["greedy_win_rate"] = evaluation.mean_win_rate
-    return f"greedy win rate {evaluation.mean_win_rate:.1%} over {task.evaluate_episodes} episodes per seed"
+    result[f"greedy_{evaluation.headline}"] = evaluation.mean
+    return (f"greedy {label(evaluation.headline)} {format_value(evaluation.headline, evaluation.mean, 1)} over "
+            f"{task.evaluate_episodes} episodes per seed")

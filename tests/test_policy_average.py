@@ -12,7 +12,7 @@ from qmix.config import ConfigError, build_config
 from qmix.learn.loop import Trainer
 from qmix.learn.rollout import run_episodes
 from qmix.run import train
-from qmix.run_folder import AVERAGED_AGENT_FILE, seed_folders
+from qmix.run_folder import parameter_file, seed_folders
 
 
 def random_episodes(trainer, key, n_episodes=8):
@@ -60,7 +60,7 @@ def test_a_run_logs_paired_tests_of_the_average_and_evaluate_plays_it(tmp_path):
         records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
         for record in records:
             assert 0.0 <= record["test_win_rate_averaged"] <= 1.0 and "test_return_averaged" in record
-        assert (folder / AVERAGED_AGENT_FILE).stat().st_size > 0
+        assert (folder / parameter_file("averaged_agent")).stat().st_size > 0
 
     online = evaluation.evaluate_run(tmp_path / "run", episodes=8, write=False)
     final = evaluation.evaluate_run(tmp_path / "run", episodes=8, averaged=True)

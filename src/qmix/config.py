@@ -208,6 +208,7 @@ def config_from_sources(sources: list[tuple[str, dict[str, Any]]]) -> Config:
             if key in values:
                 chosen[key] = s.coerce(RunSettings, key, values[key], where)
     entry = algorithm_entry(chosen["alg"])
+    sources = [(where, _family_section(values, entry.facts.get("family"), where)) for where, values in sources]
     if chosen["backend"] not in BACKENDS:
         raise ConfigError(f"unknown backend '{chosen['backend']}': choose one of {', '.join(BACKENDS)}")
     env_cls = environment_settings(chosen["map"], chosen["backend"])
@@ -232,6 +233,24 @@ def config_from_sources(sources: list[tuple[str, dict[str, Any]]]) -> Config:
     validate(config)
     _refuse_ignored_settings(config.algorithm, sources)
     return config
+
+
+def _family_section(values: dict[str, Any], family: str | None, where: str) -> dict[str, Any]:
+    """A source's settings for an algorithm of `family`: its plain keys, and the keys of the mapping under
+    the family's name (e.g. a preset's `value_decomposition:` block); other families' blocks are left out."""
+    from qmix.algorithms import ALGORITHMS
+
+    families = {e.facts.get("family") for e in ALGORITHMS} - {None}
+    flat = {}
+    for key, value in values.items():
+        if key not in families:
+            flat[key] = value
+        elif not isinstance(value, dict):
+            raise ConfigError(f"{where}: '{key}' names an algorithm family; it holds a mapping of that family's "
+                              f"settings, not {value!r}")
+        elif key == family:
+            flat.update(value)
+    return flat
 
 
 def _is_shared(where: str) -> bool:

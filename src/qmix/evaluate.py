@@ -11,7 +11,6 @@ interval. The result is written atomically to RUN_DIR/evaluation.json.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
@@ -19,29 +18,23 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import serialization
 
-from qmix.checkpoint import CheckpointStore, write_atomic
+from qmix.checkpoint import write_atomic
 from qmix.config import Config
 from qmix.envs.base import EpisodeMetrics, episode_metrics
 from qmix.envs.heuristic import wilson_interval
 from qmix.errors import ConfigError
-from qmix.learn.loop import Trainer, run_slice, seed_keys
+from qmix.learn.loop import Trainer
 from qmix.learn.rollout import run_episodes
 from qmix.metric_text import format_value, is_rate, label
+from qmix.policies import MAIN, saved_policies, saved_templates
 from qmix.results.stats import mean_ci
 from qmix.run import load_run_config
-from qmix.run_folder import (
-    AVERAGED_AGENT_FILE,
-    EVALUATION_FILE,
-    KEPT_FILE,
-    PARAMS_FILE,
-    seed_folders,
-    verified_parameter_bytes,
-)
+from qmix.run_folder import EVALUATION_FILE, seed_folders
 
 RESULT_FILE = EVALUATION_FILE
 AVERAGED_RESULT_FILE = "evaluation_averaged.json"  # `qmix evaluate --averaged`
+AVERAGED = "averaged_agent"  # the saved tree --averaged plays (value decomposition with average_policy=true)
 ROUND_EPISODES = 256  # episodes played side by side; more are played in rounds (bounded memory)
 
 
@@ -105,87 +98,6 @@ def _outcomes(algorithm, env, policy, key, n_episodes):
     return {**stats.metrics(), "time_limit": jnp.any(episodes.truncated, axis=1)}
 
 
-def load_final_params(folder: Path, trainer: Trainer, run_dir: Path):
-    """The final parameters `qmix train` wrote in `folder` (of `run_dir`), or a one-line ConfigError why not."""
-    template = _saved_templates(trainer)["params"]
-    return _read_params(folder / PARAMS_FILE, template, run_dir)
-
-
-def _saved_templates(trainer: Trainer) -> dict:
-    """The structure of every file the algorithm saves at the end of a run (nothing is computed)."""
-    state = jax.eval_shape(trainer.algorithm.init, jax.random.PRNGKey(0))
-    return jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), trainer.algorithm.saved_parameters(state))
-
-
-def load_final_averaged_agent(folder: Path, trainer: Trainer, run_dir: Path):
-    """The averaged agent network (average_policy=true) `qmix train` wrote in `folder`."""
-    template = _saved_templates(trainer)["averaged_agent"]
-    return _read_params(folder / AVERAGED_AGENT_FILE, template, run_dir)
-
-
-def load_agent_file(path: Path, trainer: Trainer):
-    """An agent network saved as flax msgpack (e.g. a snapshot taken during training), or a one-line
-    ConfigError why not."""
-    if not path.is_file():
-        raise ConfigError(f"agent-network file '{path}' does not exist")
-    return _decode(path, _saved_templates(trainer)["params"].agent)
-
-
-def _read_params(path: Path, template, run_dir: Path):
-    if not path.is_file() and any((folder / KEPT_FILE).is_file() for folder in (path.parent, path.parent.parent)):
-        raise ConfigError(f"'{path.parent}' is a kept summary of a finished run: its parameters were left out "
-                          f"({KEPT_FILE} says so); evaluate the run folder it was copied from")
-    if not path.is_file():
-        raise ConfigError(
-            f"no final parameters in '{path.parent}' ({path.name} is written when training ends); "
-            f"finish the run with `qmix train --resume {run_dir}`, "
-            "or evaluate its newest checkpoint with --checkpoint"
-        )
-    return _decode(path, template, verified_parameter_bytes(path))
-
-
-def _decode(path: Path, template, data: bytes | None = None):
-    try:
-        tree = serialization.from_bytes(template, path.read_bytes() if data is None else data)
-    except Exception as error:  # msgpack or structure mismatch: the file does not belong to this config
-        first_line = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ConfigError(
-            f"'{path}' does not hold parameters for the run's config.yaml ({first_line}); "
-            "was it copied from another run?"
-        ) from None
-    if not all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(tree)):
-        raise ConfigError(f"'{path}' holds non-finite parameters (NaN or infinite); it cannot be played")
-    return tree
-
-
-def checkpoint_agents(
-    run_dir: Path, config: Config, trainer: Trainer, averaged: bool = False, at_most: int | None = None
-) -> tuple[list, int]:
-    """Each run's agent network (online, or averaged) from the run's newest complete checkpoint, or the
-    newest at or before env step `at_most` (read only: the run may be training)."""
-    alg_state, step = checkpoint_learner(run_dir, config, trainer, at_most)
-    stacked = alg_state.average_agent if averaged else alg_state.params.agent  # [S, ...] per leaf
-    return [run_slice(stacked, k) for k in range(config.num_seeds)], step
-
-
-def checkpoint_learner(run_dir: Path, config: Config, trainer: Trainer, at_most: int | None = None):
-    """(the algorithm's state of every run, [S, ...] per leaf; its env step) from the newest complete checkpoint,
-    or the newest at or before env step `at_most`."""
-    store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
-    try:
-        restored = store.restore_latest(
-            lambda: jax.eval_shape(trainer.init_runs, seed_keys(config.seed, config.num_seeds)),
-            lambda: None,  # the replay is not needed
-            config.to_dict(),
-            at_most=at_most,
-        )
-    finally:
-        store.close()
-    for line in restored.skipped:
-        print(f"qmix: warning: {line}", file=sys.stderr)
-    return restored.runners.alg, restored.step
-
-
 def evaluate_run(
     run_dir: Path, episodes: int = 512, seed: int = 12345, write: bool = True, from_checkpoint: bool = False,
     averaged: bool = False, checkpoint_step: int | None = None,
@@ -203,20 +115,16 @@ def evaluate_run(
             f"`qmix evaluate` plays SMAX maps and the two-step game; '{run_dir}' trained with backend="
             f"{config.backend} (its test win rates are in metrics.jsonl)"
         )
-    if averaged and not getattr(config.algorithm, "average_policy", False):
+    trainer = Trainer(config)
+    which = AVERAGED if averaged else MAIN
+    if averaged and which not in saved_templates(trainer):
         raise ConfigError(
-            f"'{run_dir}' kept no averaged agent network (average_policy is false in its config.yaml); "
-            "drop --averaged, or train with average_policy=true"
+            f"'{run_dir}' kept no averaged network ({config.alg} with its settings saves "
+            f"{', '.join(saved_templates(trainer))}); drop --averaged, or train with average_policy=true"
         )
     folders = seed_folders(run_dir, config)
-    trainer = Trainer(config)
-    if from_checkpoint or checkpoint_step is not None:
-        agents, step = checkpoint_agents(run_dir, config, trainer, averaged, at_most=checkpoint_step)
-        source = f"checkpoint {step}"
-    else:
-        load = load_final_averaged_agent if averaged else (lambda *a: load_final_params(*a).agent)
-        agents = [load(folder, trainer, run_dir) for folder in folders]  # fail before any compiling
-        source = "final"
+    # every file is read before anything is compiled
+    policies, source = saved_policies(run_dir, trainer, which, from_checkpoint, checkpoint_step)
     if averaged:
         source += " averaged"
 
@@ -224,8 +132,7 @@ def evaluate_run(
     rounds = -(-episodes // round_size)
     play = jax.jit(partial(_outcomes, trainer.algorithm, trainer.env, n_episodes=round_size))
     results = []
-    for folder, agent_params in zip(folders, agents, strict=True):
-        policy = trainer.algorithm.greedy(agent_params)
+    for folder, policy in zip(folders, policies, strict=True):
         parts = [jax.device_get(play(policy, jax.random.fold_in(jax.random.PRNGKey(seed), r)))
                  for r in range(rounds)]
         outcome = {name: np.concatenate([p[name] for p in parts])[:episodes] for name in parts[0]}

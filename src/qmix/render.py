@@ -19,9 +19,9 @@ import numpy as np
 from qmix.envs import require_capability
 from qmix.envs.smax import NO_UNIT, attacked_units
 from qmix.errors import ConfigError
-from qmix.evaluate import load_final_params
 from qmix.learn.loop import Trainer
 from qmix.learn.rollout import policy_step
+from qmix.policies import MAIN, load_final
 from qmix.run import load_run_config
 from qmix.run_folder import seed_folders
 
@@ -35,10 +35,9 @@ class RenderedEpisode:
     episode_return: float
 
 
-def _play_greedy_episode(trainer: Trainer, agent_params, key: jax.Array):
+def _play_greedy_episode(trainer: Trainer, policy, key: jax.Array):
     """-> [(step key, env state before the step, {agent: action})], won, return. Host loop, one env."""
     env, algorithm = trainer.env, trainer.algorithm
-    policy = algorithm.greedy(agent_params)
     # one environment: the policy acts on a batch of one
     act = jax.jit(lambda key, actor_state, obs, avail: policy_step(algorithm, policy, key, actor_state, obs[None],
                                                                    avail[None]))
@@ -87,8 +86,8 @@ def render_run(run_dir: Path, out: Path | None = None, seed: int = 0, run: int =
     if not out.parent.is_dir():
         raise ConfigError(f"the folder of --out '{out}' does not exist")
     trainer = Trainer(config)
-    params = load_final_params(folders[run], trainer, run_dir)
-    records, won, episode_return = _play_greedy_episode(trainer, params.agent, jax.random.PRNGKey(seed))
+    policy = trainer.algorithm.policy_from_saved(MAIN, load_final(folders[run], trainer, run_dir))
+    records, won, episode_return = _play_greedy_episode(trainer, policy, jax.random.PRNGKey(seed))
     frames = _world_step_frames(trainer.env.smax, records)
     outcome = "won" if won else "not won"
     _save_gif(trainer.env, frames, out, f"{config.alg} on {config.map}, {folders[run].name}: {outcome}")

@@ -33,7 +33,6 @@ METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_FOLDER = "tensorboard"
 CHECKPOINT_FOLDER = "checkpoints"
 PARAMS_FILE = "params.msgpack"  # a run's final parameters, in each seed folder
-AVERAGED_AGENT_FILE = "averaged_agent.msgpack"  # the averaged agent network (average_policy=true)
 EVALUATION_FILE = "evaluation.json"
 PARAMETER_MANIFEST = "parameters.json"  # size, SHA-256 and finiteness of every final parameter file
 KEPT_FILE = "kept.json"  # a copy of a finished run's small files, its parameters left out (qmix.sweep.keep)

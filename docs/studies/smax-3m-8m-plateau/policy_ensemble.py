@@ -33,9 +33,9 @@ from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition, se
 from qmix.checkpoint import CheckpointStore
 from qmix.envs.heuristic import wilson_interval
 from qmix.errors import ConfigError
-from qmix.evaluate import checkpoint_learner, load_agent_file, load_final_averaged_agent, load_final_params
 from qmix.learn.loop import Trainer, run_slice
 from qmix.learn.rollout import run_episodes
+from qmix.policies import checkpoint_state, decode, load_final, saved_templates
 from qmix.results.stats import mean_ci
 from qmix.run import load_run_config, seed_folders
 
@@ -64,6 +64,13 @@ class Ensemble:
         return (hidden, actions), actions
 
 
+
+def load_agent_file(path: Path, trainer: Trainer):
+    """An agent network saved as flax msgpack (a snapshot of a value-decomposition run), or one line why not."""
+    if not path.is_file():
+        raise ConfigError(f"agent-network file '{path}' does not exist")
+    return decode(path, saved_templates(trainer)["params"].agent)
+
 def same_params(a, b) -> bool:
     return all(bool(jnp.array_equal(x, y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
 
@@ -74,15 +81,15 @@ def networks_of_each_seed(run_dir: Path) -> list[list[tuple[str, object]]]:
     trainer = Trainer(config)  # this run's own: its checkpoints hold its algorithm state (averaged or not)
     averaging = getattr(config.algorithm, "average_policy", False)
     folders = seed_folders(run_dir, config)
-    per_seed = [[("final", load_final_params(folder, trainer, run_dir).agent)] for folder in folders]
+    per_seed = [[("final", load_final(folder, trainer, run_dir).agent)] for folder in folders]
     if averaging:
         for networks, folder in zip(per_seed, folders, strict=True):
-            networks.append(("final averaged", load_final_averaged_agent(folder, trainer, run_dir)))
+            networks.append(("final averaged", load_final(folder, trainer, run_dir, "averaged_agent")))
     store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
     checkpoint_steps = store.complete_steps()
     store.close()
     for step in checkpoint_steps:
-        alg_state, _ = checkpoint_learner(run_dir, config, trainer, at_most=step)  # every seed, [S, ...]
+        alg_state, _ = checkpoint_state(run_dir, trainer, at_most=step)  # every seed, [S, ...]
         kinds = [("", alg_state.params.agent)] + ([(" averaged", alg_state.average_agent)] if averaging else [])
         for suffix, stacked in kinds:
             for k, networks in enumerate(per_seed):
@@ -150,7 +157,7 @@ def main() -> None:
     for run_dir in [] if args.agent_params else args.run_dirs:
         for folder in seed_folders(run_dir, load_run_config(run_dir)):
             folders.append(folder)
-            members.append(load_final_params(folder, trainer, run_dir).agent)
+            members.append(load_final(folder, trainer, run_dir).agent)
     if len(members) < 2:
         raise SystemExit("an ensemble needs two runs or more: name a run trained with --seeds 2+, or several runs")
     for folder, params in zip(folders, members, strict=True):

@@ -28,11 +28,17 @@ import numpy as np
 
 from qmix.envs import make_env
 from qmix.errors import ConfigError
-from qmix.evaluate import load_agent_file, load_final_params
 from qmix.learn.loop import Trainer
 from qmix.learn.rollout import policy_step
+from qmix.policies import decode, load_final, saved_templates
 from qmix.run import load_run_config, seed_folders
 
+
+def load_agent_file(path: Path, trainer: Trainer):
+    """An agent network saved as flax msgpack (a snapshot of a value-decomposition run), or one line why not."""
+    if not path.is_file():
+        raise ConfigError(f"agent-network file '{path}' does not exist")
+    return decode(path, saved_templates(trainer)["params"].agent)
 
 def greedy_win(trainer: Trainer, agent_params, start_key: jax.Array, play_key: jax.Array) -> jax.Array:
     """One greedy episode from the layout `reset(start_key)`, in-game randomness from `play_key`: -> won."""
@@ -84,7 +90,7 @@ def layout_win_probabilities(run_dir: Path, starts: jax.Array, plays: jax.Array,
     if agent_files:
         policies = [(path, load_agent_file(path, trainer)) for path in agent_files]
     else:
-        policies = [(folder, load_final_params(folder, trainer, run_dir).agent)
+        policies = [(folder, load_final(folder, trainer, run_dir).agent)
                     for folder in seed_folders(run_dir, config)]
     return [(name, np.asarray(play(params, starts, plays)).mean(axis=1)) for name, params in policies]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from functools import partial
 
+from qmix.algorithms.independent_ppo.algorithm import IndependentPPO
+from qmix.algorithms.independent_ppo.settings import IndependentPPOSettings
 from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
 from qmix.nets.mixers import MIXERS
@@ -22,11 +24,15 @@ def _value_decomposition_algorithms(algorithms: Registry) -> None:
         name = mixer.facts.get("algorithm")
         if name and name not in algorithms:
             algorithms.add(name, partial(ValueDecomposition, mixer=mixer.name), mixer.algorithm_description,
-                           settings=settings_with_mixer(mixer.facts.get("settings")), mixer=mixer.name)
+                           settings=settings_with_mixer(mixer.facts.get("settings")), mixer=mixer.name,
+                           family="value_decomposition")
 
 
 ALGORITHMS: Registry = Registry("algorithm", derive=_value_decomposition_algorithms)
+_value_decomposition_algorithms(ALGORITHMS)  # the paper's algorithms first in listings
 # Algorithms of other families: one ALGORITHMS.add(name, factory, description, settings=SettingsClass) line each.
+ALGORITHMS.add("ippo", IndependentPPO, "IPPO: independent PPO actors and critics, shared across agents (on-policy)",
+               settings=IndependentPPOSettings, family="independent_ppo")
 
 
 def make_algorithm(config, spec):

@@ -54,7 +54,8 @@ class RunSettings:
     save_replay: bool = setting(False, "also save the replay buffer in checkpoints (exact resume)")
     tag: str = setting("", "free-form label added to the run folder's name")
 
-    def validate(self) -> None:
+    def validate(self, uses_replay: bool = True) -> None:
+        """`uses_replay`: the algorithm learns from a replay (the replay's settings are checked only then)."""
         s.check_choices(self)
         for key in ("num_envs", "batch_size", "buffer_size_episodes", "test_episodes", "num_seeds", "env_steps",
                     "keep_checkpoints"):
@@ -69,14 +70,18 @@ class RunSettings:
         s.check(self.updates_per_episode >= 0,
                 f"updates_per_episode must not be negative, got {self.updates_per_episode}")
         s.check(self.updates_per_episode < float("inf"), "updates_per_episode must be finite")
+        if uses_replay:
+            self._validate_replay()
+        s.check(self.test_interval_env_steps > 0 or self.test_interval_episodes > 0,
+                "set test_interval_env_steps or test_interval_episodes above 0")
+
+    def _validate_replay(self) -> None:
         s.check(self.batch_size <= self.buffer_size_episodes,
                 f"batch_size ({self.batch_size}) is larger than the replay (buffer_size_episodes="
                 f"{self.buffer_size_episodes}); lower batch_size or raise buffer_size_episodes")
         s.check(self.num_envs <= self.buffer_size_episodes,
                 f"num_envs ({self.num_envs}) is larger than the replay (buffer_size_episodes="
                 f"{self.buffer_size_episodes}); each iteration stores num_envs episodes")
-        s.check(self.test_interval_env_steps > 0 or self.test_interval_episodes > 0,
-                "set test_interval_env_steps or test_interval_episodes above 0")
 
 
 @dataclass(frozen=True)
@@ -284,7 +289,9 @@ def _refuse_ignored_settings(settings: Any, sources: list[tuple[str, dict[str, A
 
 def validate(config: Config) -> None:
     """Catch wrong values before any compiling starts: each owner checks its own, then the run's."""
-    RunSettings.validate(config)
+    from qmix.algorithms.base import uses_replay
+
+    RunSettings.validate(config, uses_replay(algorithm_entry(config.alg).target))
     config.environment.validate(config)
     config.algorithm.validate(config)
 

@@ -15,7 +15,13 @@ def item_bytes(example_item) -> int:
 
 
 def replay_bytes(config, example_item) -> int:
-    """The replay of every seed of a run: buffer_size_episodes items per seed."""
+    """The replay of every seed of a run: buffer_size_episodes items per seed (none for an on-policy
+    algorithm, which allocates no replay)."""
+    from qmix.algorithms import ALGORITHMS
+    from qmix.algorithms.base import uses_replay
+
+    if not uses_replay(ALGORITHMS.get(config.alg)):
+        return 0
     return item_bytes(example_item) * config.buffer_size_episodes * config.num_seeds
 
 

@@ -54,12 +54,21 @@ def play_random_episodes(names) -> dict:
 
 
 REGISTERED_MAPS = tuple(ENVIRONMENTS.names())  # every built-in environment, each a case of the test below
+# The cases this session runs (set by the fixture below): `-k 3m` plays and compiles 3m alone, not every map.
+selected_cases = {"maps": REGISTERED_MAPS}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def environment_cases_selected(request):
+    chosen = [item.callspec.params["name"] for item in request.session.items
+              if getattr(item, "originalname", "") == ENVIRONMENT_CONTRACT and hasattr(item, "callspec")]
+    selected_cases["maps"] = tuple(chosen)
 
 
 @functools.cache
-def registered_episodes() -> dict:
-    """A random episode of every built-in environment, played together once for the whole parametrised test."""
-    return play_random_episodes(REGISTERED_MAPS)
+def played_together(names: tuple[str, ...]) -> dict:
+    """A random episode of each of `names`, played once for the whole parametrised test."""
+    return play_random_episodes(names)
 
 
 def check_timesteps(env, ts, steps: int | None = None):
@@ -81,8 +90,9 @@ def check_timesteps(env, ts, steps: int | None = None):
 
 @pytest.mark.parametrize("name", REGISTERED_MAPS)
 def test_every_environment_keeps_its_shapes_flags_and_available_actions(name):
-    # an environment registered later (docs/extending.md's example) is played on its own
-    played = registered_episodes() if name in REGISTERED_MAPS else play_random_episodes([name])
+    # an environment outside the selected cases (docs/extending.md's example calls this directly) plays alone
+    together = selected_cases["maps"]
+    played = played_together(together) if name in together else play_random_episodes([name])
     env, first, steps = played[name]
     assert min(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit) >= 1
     check_timesteps(env, first)
@@ -93,6 +103,9 @@ def test_every_environment_keeps_its_shapes_flags_and_available_actions(name):
     episode = jax.tree.map(lambda x: x[:length], steps)  # the steps up to and including the first end
     check_timesteps(env, episode, length)
     assert not np.any(episode.won & episode.truncated), "a win ends the episode, it is not cut by the time limit"
+
+
+ENVIRONMENT_CONTRACT = test_every_environment_keeps_its_shapes_flags_and_available_actions.__name__
 
 
 @pytest.fixture(scope="module")

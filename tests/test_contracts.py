@@ -1,6 +1,8 @@
 """Contract tests over every registry entry: each environment, algorithm, mixer and agent network keeps the
 promises the loop relies on. A new entry is checked by these without a line of test of its own."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,48 +13,101 @@ from qmix.algorithms.base import has_joint_action_values
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
 from qmix.config import build_config
 from qmix.envs import ENVIRONMENTS, make_env
+from qmix.envs.base import episode_metrics
 from qmix.learn.episodes import EnvSpec, Episodes
 from qmix.learn.loop import Trainer
 from qmix.learn.rollout import run_episodes
 from qmix.nets.agent import AGENTS
 from qmix.nets.mixers import MIXERS, MixerInput, mixer_outputs
 
-QUICK_MAPS = {"two_step", "3m"}  # the rest compile for a while each: in the slow set
-ENV_CASES = [pytest.param(e.name, marks=() if e.name in QUICK_MAPS else pytest.mark.slow) for e in ENVIRONMENTS]
+# XLA's cheapest CPU compile: compiling SMAX's step is almost all of an environment's contract test, and a
+# random episode runs in milliseconds even unoptimised.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def check_timestep(env, ts):
-    N, A = env.n_agents, env.n_actions
-    assert ts.obs.shape == (N, env.obs_dim) and ts.obs.dtype == jnp.float32
-    assert ts.state.shape == (env.state_dim,) and ts.state.dtype == jnp.float32
-    assert ts.avail_actions.shape == (N, A) and ts.avail_actions.dtype == jnp.bool_
-    assert all(getattr(ts, f).shape == () for f in ("reward", "terminated", "truncated", "won"))
-    assert all(getattr(ts, f).dtype == jnp.bool_ for f in ("terminated", "truncated", "won"))
-    assert bool(ts.avail_actions.any(axis=-1).all()), "every agent needs an available action"
-    assert not bool(ts.terminated & ts.truncated), "an episode ends for one reason"
-    assert bool(jnp.isfinite(ts.obs).all() & jnp.isfinite(ts.state).all() & jnp.isfinite(ts.reward))
+def random_episode(env, key):
+    """Reset, then `episode_limit` steps of uniformly random available actions, in one compiled scan.
 
+    -> (the reset's TimeStep, the steps' TimeSteps stacked [T, ...]). It steps on after the episode ends
+    (the environments never reset themselves); the checks read the steps up to the first end only.
+    """
+    reset_key, key = jax.random.split(key)
+    env_state, first = env.reset(reset_key)
 
-@pytest.mark.parametrize("name", ENV_CASES)
-def test_every_environment_keeps_its_shapes_flags_and_available_actions(name):
-    env = make_env(build_config(map=name))
-    assert min(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit) >= 1
-    reset, step = jax.jit(env.reset), jax.jit(env.step)
-    key = jax.random.PRNGKey(0)
-    env_state, ts = reset(key)
-    check_timestep(env, ts)
-    assert float(ts.reward) == 0.0 and not bool(ts.terminated | ts.truncated)
-    ended = False
-    for _ in range(env.episode_limit):
+    def play(carry, _):
+        key, env_state, ts = carry
         key, act_key, step_key = jax.random.split(key, 3)
         actions = jax.random.categorical(act_key, jnp.where(ts.avail_actions, 0.0, -jnp.inf)).astype(jnp.int32)
-        env_state, ts = step(step_key, env_state, actions)
-        check_timestep(env, ts)
-        ended = bool(ts.terminated | ts.truncated)
-        if ended:
-            break
-    assert ended, "an episode of random play must end within the environment's episode_limit"
-    assert not (bool(ts.won) and bool(ts.truncated)), "a win ends the episode, it is not cut by the time limit"
+        env_state, ts = env.step(step_key, env_state, actions)
+        return (key, env_state, ts), ts
+
+    _, steps = jax.lax.scan(play, (key, env_state, first), length=env.episode_limit)
+    return first, steps
+
+
+def play_random_episodes(names) -> dict:
+    """{name: (env, first TimeStep, steps)} for every map in `names`, all in one program: one trace and one
+    compile for the lot (the SMAX maps share most of their code, so one program compiles faster than many)."""
+    envs = {name: make_env(build_config(map=name)) for name in names}
+    key = jax.random.PRNGKey(0)
+    program = jax.jit(lambda key: {name: random_episode(env, key) for name, env in envs.items()})
+    played = jax.device_get(program.lower(key).compile(QUICK_COMPILE)(key))
+    return {name: (env, *played[name]) for name, env in envs.items()}
+
+
+REGISTERED_MAPS = tuple(ENVIRONMENTS.names())  # every built-in environment, each a case of the test below
+# The cases this session runs (set by the fixture below): `-k 3m` plays and compiles 3m alone, not every map.
+selected_cases = {"maps": REGISTERED_MAPS}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def environment_cases_selected(request):
+    chosen = [item.callspec.params["name"] for item in request.session.items
+              if getattr(item, "originalname", "") == ENVIRONMENT_CONTRACT and hasattr(item, "callspec")]
+    selected_cases["maps"] = tuple(chosen)
+
+
+@functools.cache
+def played_together(names: tuple[str, ...]) -> dict:
+    """A random episode of each of `names`, played once for the whole parametrised test."""
+    return play_random_episodes(names)
+
+
+def check_timesteps(env, ts, steps: int | None = None):
+    """The TimeStep contract, for one TimeStep or for `steps` of them stacked on a leading axis."""
+    N, A = env.n_agents, env.n_actions
+    lead = () if steps is None else (steps,)
+    assert ts.obs.shape == (*lead, N, env.obs_dim) and ts.obs.dtype == jnp.float32
+    assert ts.state.shape == (*lead, env.state_dim) and ts.state.dtype == jnp.float32
+    assert ts.avail_actions.shape == (*lead, N, A) and ts.avail_actions.dtype == jnp.bool_
+    assert all(getattr(ts, f).shape == lead for f in ("reward", "terminated", "truncated", "won"))
+    assert all(getattr(ts, f).dtype == jnp.bool_ for f in ("terminated", "truncated", "won"))
+    assert np.all(np.any(ts.avail_actions, axis=-1)), "every agent needs an available action"
+    assert not np.any(ts.terminated & ts.truncated), "an episode ends for one reason"
+    assert np.all(np.isfinite(ts.obs)) and np.all(np.isfinite(ts.state)) and np.all(np.isfinite(ts.reward))
+    measures = [m.name for m in episode_metrics(env).measures]
+    assert sorted(ts.info) == sorted(measures), "TimeStep.info holds exactly the declared measures"
+    assert all(v.shape == lead and v.dtype == jnp.float32 and np.all(np.isfinite(v)) for v in ts.info.values())
+
+
+@pytest.mark.parametrize("name", REGISTERED_MAPS)
+def test_every_environment_keeps_its_shapes_flags_and_available_actions(name):
+    # an environment outside the selected cases (docs/extending.md's example calls this directly) plays alone
+    together = selected_cases["maps"]
+    played = played_together(together) if name in together else play_random_episodes([name])
+    env, first, steps = played[name]
+    assert min(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit) >= 1
+    check_timesteps(env, first)
+    assert float(first.reward) == 0.0 and not bool(first.terminated | first.truncated)
+    ends = np.asarray(steps.terminated | steps.truncated)  # [T]
+    assert ends.any(), "an episode of random play must end within the environment's episode_limit"
+    length = int(np.argmax(ends)) + 1
+    episode = jax.tree.map(lambda x: x[:length], steps)  # the steps up to and including the first end
+    check_timesteps(env, episode, length)
+    assert not np.any(episode.won & episode.truncated), "a win ends the episode, it is not cut by the time limit"
+
+
+ENVIRONMENT_CONTRACT = test_every_environment_keeps_its_shapes_flags_and_available_actions.__name__
 
 
 @pytest.fixture(scope="module")

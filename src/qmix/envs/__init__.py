@@ -8,6 +8,7 @@ settings)` function) and a registry line here. An entry's facts say what else it
 from __future__ import annotations
 
 from qmix.envs.base import Environment, EpisodeMetrics, TimeStep, episode_metrics
+from qmix.envs.mpe import MpeSettings, make_simple_spread
 from qmix.envs.sc2 import Sc2Settings, make_sc2
 from qmix.envs.smax import SmaxSettings, describe_map, list_maps, make_smax
 from qmix.envs.two_step import make_two_step
@@ -23,6 +24,8 @@ ENVIRONMENTS.add("two_step", make_two_step, "the two-step matrix game of the QMI
                  settings=NoSettings)
 for _name in list_maps():
     ENVIRONMENTS.add(_name, make_smax, describe_map(_name), settings=SmaxSettings, heuristic=True, render=True)
+ENVIRONMENTS.add("simple_spread", make_simple_spread, "MPE simple_spread (jaxmarl): 3 agents cover 3 landmarks "
+                 "without colliding, 25 steps, no win (docs/mpe.md)", settings=MpeSettings)
 
 # backend=sc2 plays any SMAC map in real StarCraft II, stepped from Python (docs/sc2.md)
 SC2 = Entry("sc2", make_sc2, "a SMAC map in StarCraft II", {"settings": Sc2Settings})

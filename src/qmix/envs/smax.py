@@ -10,36 +10,16 @@ unit-type one-hot has the same meaning on every map. docs/smax.md derives the co
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
 from qmix.envs.base import EnvState, TimeStep
+from qmix.envs.jaxmarl_import import quiet_import
 from qmix.settings import check, check_choices, setting
 
-
-@contextlib.contextmanager
-def _quiet_stdout():
-    """Swallow what jaxmarl prints on import.
-
-    jaxmarl's optional-backend import resets sys.stdout/sys.stderr to sys.__stdout__/sys.__stderr__
-    before it prints, so a plain redirect_stdout misses the print: point both at a sink, then restore
-    all four streams.
-    """
-    saved = sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__
-    sink = io.StringIO()
-    sys.stdout = sys.__stdout__ = sink
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__ = saved
-
-
-with _quiet_stdout():
+with quiet_import():
     from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
 
 

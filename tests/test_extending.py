@@ -130,3 +130,82 @@ def algorithms_listed(cli, capsys):
 
 def maps_listed(cli, capsys):
     return _listed(cli, capsys, "maps")
+
+
+# --- docs/extending.md, "An algorithm of another family" and "An environment without a win" ---
+def qmix_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """`qmix ARGS` in this process (its compiled functions are shared with the other tests): exit code, out, err."""
+    import sys
+
+    from qmix import cli
+
+    old, sys.argv = sys.argv, ["qmix", *args]
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            cli.main()
+    finally:
+        sys.argv = old
+    captured = capsys.readouterr()
+    return stopped.value.code, captured.out, captured.err
+
+
+TINY_CLI = ("--no-progress", "--env-steps", "300", "num_envs=2", "test_interval_env_steps=150", "test_episodes=2",
+            "final_evaluation_episodes=4", "agent_hidden_dim=8")
+
+
+def test_an_on_policy_family_trains_evaluates_renders_and_plots_from_the_command_line(tmp_path, capsys):
+    run = tmp_path / "ippo"
+    code, out, err = qmix_cli(capsys, "train", "--alg", "ippo", "--map", "3m", "--out", str(run), *TINY_CLI,
+                              "critic_hidden_dim=8", "epochs=2", "minibatches=2")
+    assert code == 0, err
+    assert "ippo on 3m" in out and "win rate" in out
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # on-policy: one update per iteration of 2 episodes, each of epochs x minibatches = 4 gradient steps
+    assert records[-1]["updates"] == 4 * records[-1]["episodes"] // 2
+    assert {"policy_loss", "value_loss", "entropy", "test_win_rate"} <= set(records[-1])
+    code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
+    assert code == 0 and "win rate" in out and "lost" in out, err
+    code, out, err = qmix_cli(capsys, "render", str(run), "--out", str(tmp_path / "ippo.gif"))
+    assert code == 0 and (tmp_path / "ippo.gif").stat().st_size > 0, err
+    code, out, err = qmix_cli(capsys, "plot", str(run), "--metric", "test_return", "--out", str(tmp_path / "curve"))
+    assert code == 0 and (tmp_path / "curve.png").is_file(), err
+    code, out, err = qmix_cli(capsys, "two-step", "--alg", "ippo", "--seeds", "1", "--episodes", "20")
+    assert code == 0 and "no joint values" in out, err
+
+
+@pytest.mark.parametrize("alg", ["qmix", pytest.param("vdn", marks=pytest.mark.slow)])
+def test_an_environment_without_a_win_trains_evaluates_and_plots_its_return(alg, tmp_path, capsys):
+    run = tmp_path / alg
+    code, out, err = qmix_cli(capsys, "train", "--alg", alg, "--map", "simple_spread", "--out", str(run), *TINY_CLI,
+                              "batch_size=4", "buffer_size_episodes=16", "mixing_embed_dim=8", "hypernet_embed_dim=16")
+    assert code == 0, err
+    assert f"{alg} on simple_spread" in out and "return" in out and "win" not in out
+    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"test_return", "test_collisions", "test_occupied_landmarks"} <= set(record)
+    assert not any("win" in key for key in record)
+    code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
+    assert code == 0 and "return" in out and "win" not in out and "time limit" not in out, err
+    code, out, err = qmix_cli(capsys, "plot", str(run), "--out", str(tmp_path / "curve"))  # its headline: return
+    assert code == 0 and (tmp_path / "curve.png").is_file(), err
+    code, out, err = qmix_cli(capsys, "render", str(run))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "render" in err
+
+
+@pytest.mark.slow
+def test_the_other_family_and_the_environment_without_a_win_run_in_a_sweep(tmp_path, capsys):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(f"""
+maps: [simple_spread]
+algs: [ippo, vdn]
+seeds: 1
+env_steps: 150
+settings: {{num_envs: 2, test_interval_env_steps: 75, test_episodes: 2, batch_size: 4, buffer_size_episodes: 8,
+           agent_hidden_dim: 8, epochs: 1, minibatches: 1}}
+evaluate_episodes: 4
+out: {tmp_path / "sweep"}
+""")
+    code, out, err = qmix_cli(capsys, "sweep", str(spec), "--cpus", "1", "--no-progress")
+    assert code == 0, err
+    for alg in ("ippo", "vdn"):
+        evaluation = json.loads(next((tmp_path / "sweep").glob(f"simple_spread-{alg}*/**/evaluation.json")).read_text())
+        assert evaluation["headline"] == "return"

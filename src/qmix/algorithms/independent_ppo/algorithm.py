@@ -53,11 +53,15 @@ class Rollout:
     returns: jax.Array
 
 
+UNAVAILABLE_LOGIT = -1e9  # finite: an unavailable action's probability is exactly 0, and no ratio,
+# entropy term or gradient through it becomes NaN (as -inf would: -inf - -inf, 0 * -inf)
+
+
 def masked_log_policy(logits: jax.Array, avail: jax.Array) -> jax.Array:
-    """log pi over available actions only: logits, avail [..., A] -> [..., A] (-inf where unavailable;
-    a slot with no available action, i.e. padding, gets a uniform policy so nothing is NaN)."""
+    """log pi over available actions only: logits, avail [..., A] -> [..., A] (probability 0 where
+    unavailable; a slot with no available action, i.e. padding, gets a uniform policy)."""
     any_avail = avail.any(axis=-1, keepdims=True)
-    return jax.nn.log_softmax(jnp.where(avail | ~any_avail, logits, -jnp.inf), axis=-1)
+    return jax.nn.log_softmax(jnp.where(avail | ~any_avail, logits, UNAVAILABLE_LOGIT), axis=-1)
 
 
 class IndependentPPO:
@@ -152,12 +156,13 @@ class IndependentPPO:
             centred = advantages - mean(advantages)
             advantages = centred / (jnp.sqrt(mean(centred**2)) + 1e-8)
         taken = jnp.take_along_axis(log_pi, episodes.actions[..., None], axis=-1)[..., 0]
+        taken = jnp.where(mask > 0, taken, rollout.old_log_probs)  # padding steps: ratio 1, never inf
         ratio = jnp.exp(taken - rollout.old_log_probs)
         clipped = jnp.clip(ratio, 1.0 - s.clip_ratio, 1.0 + s.clip_ratio)
         policy_loss = -mean(jnp.minimum(ratio * advantages, clipped * advantages))
         value_loss = mean((values - rollout.returns) ** 2)
         available = episodes.avail[:, :-1]
-        entropy = mean(-jnp.where(available, jnp.exp(log_pi) * log_pi, 0.0).sum(axis=-1))
+        entropy = mean(-(jnp.exp(log_pi) * jnp.where(available, log_pi, 0.0)).sum(axis=-1))
         loss = policy_loss + s.value_coef * value_loss - s.entropy_coef * entropy
         return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy,
                       "clip_fraction": mean((jnp.abs(ratio - 1.0) > s.clip_ratio).astype(values.dtype))}

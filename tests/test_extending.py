@@ -11,6 +11,8 @@ import pytest
 from flax import struct
 
 from qmix.config import build_config
+from qmix.errors import ConfigError
+from qmix.settings import setting
 from qmix.envs import ENVIRONMENTS, TimeStep
 from qmix.nets.mixers import MIXERS, MixerInput
 from qmix.run import train
@@ -38,6 +40,41 @@ class WeightedSumMixer(nn.Module):
 def register_mixer():
     MIXERS.add("vdn_w", lambda s: WeightedSumMixer(), "a state-weighted sum of the utilities", monotonic=True,
                algorithm="vdn_w", algorithm_description="VDN-W: VDN with positive state-dependent weights")
+
+
+@dataclass(frozen=True)
+class ScaledSumSettings:
+    sum_scale: float = setting(1.0, "the scale of the sum")
+
+    def validate(self, config) -> None:
+        if self.sum_scale <= 0:
+            raise ConfigError(f"sum_scale must be positive, got {self.sum_scale}")
+
+
+class ScaledSumMixer(nn.Module):
+    scale: float
+
+    @nn.compact
+    def __call__(self, x: MixerInput) -> jax.Array:
+        return self.scale * x.chosen_qs.sum(axis=-1, keepdims=True)
+
+
+def test_a_mixer_declares_settings_of_its_own_and_its_algorithm_has_them():
+    MIXERS.add("vdn_scaled", lambda s: ScaledSumMixer(s.sum_scale), "a scaled sum", monotonic=True,
+               settings=ScaledSumSettings, algorithm="vdn_scaled", algorithm_description="VDN, scaled")
+    try:
+        config = build_config(alg="vdn_scaled", sum_scale=2.0)
+        assert config.algorithm.sum_scale == 2.0 and config.algorithm.mixing_embed_dim == 32
+        with pytest.raises(ConfigError, match="sum_scale must be positive"):
+            build_config(alg="vdn_scaled", sum_scale=-1.0)
+        with pytest.raises(ConfigError, match="unknown setting 'sum_scale'"):
+            build_config(alg="vdn", sum_scale=2.0)
+        mixer_contract("vdn_scaled")
+    finally:
+        MIXERS.remove("vdn_scaled")
+        from qmix.algorithms import ALGORITHMS
+
+        ALGORITHMS.remove("vdn_scaled")
 
 
 # --- docs/extending.md, "An environment" ---

@@ -11,11 +11,11 @@ import pytest
 from flax import struct
 
 from qmix.config import build_config
-from qmix.errors import ConfigError
-from qmix.settings import setting
 from qmix.envs import ENVIRONMENTS, TimeStep
+from qmix.errors import ConfigError
 from qmix.nets.mixers import MIXERS, MixerInput
 from qmix.run import train
+from qmix.settings import setting
 from test_contracts import (
     test_every_algorithm_acts_on_available_actions_and_makes_one_finite_update as algorithm_contract,
 )

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qmix.reproduce import PAPER_MAPS, SCALES, ordered, pair_tasks, plan
+from qmix.paper import PAPER_MAPS
+from qmix.reproduce import SCALES, ordered, pair_tasks, plan
 from qmix.results.report import evaluate_claims
 from qmix.results.stats import TableRow
 from qmix.sweep.state import RunState, inspect_run
@@ -48,7 +49,7 @@ def test_plans_cover_both_comparisons_once():
 
 def test_the_medium_scale_does_qmix_on_all_six_maps_first():
     medium = SCALES["medium"]
-    assert (medium.seeds, medium.env_steps, medium.maps) == (3, 1_000_000, PAPER_MAPS)
+    assert (medium.seeds, medium.env_steps, medium.maps) == (3, 1_000_000, list(PAPER_MAPS))
     pairs = plan(medium)
     assert len(pairs) == 6 * 3 + 2 * 3  # IQL, VDN, QMIX on six maps; QMIX-NS, QMIX-Lin, VDN-S on 2s3z, 3s5z
     first = ordered(pairs, "qmix-first")

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from qmix import settings as s
+import qmix.settings as s
 from qmix.errors import ConfigError
 from qmix.registry import did_you_mean
 from qmix.settings import setting

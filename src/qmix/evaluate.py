@@ -19,11 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qmix.checkpoint import write_atomic
 from qmix.config import Config
 from qmix.envs.base import EpisodeMetrics, episode_metrics
 from qmix.envs.heuristic import wilson_interval
 from qmix.errors import ConfigError
+from qmix.files import write_atomic
 from qmix.learn.loop import Trainer
 from qmix.learn.rollout import run_episodes
 from qmix.metric_text import format_value, is_rate, label

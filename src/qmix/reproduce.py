@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qmix.checkpoint import write_atomic
-from qmix.config import Config, ConfigError, build_config, replace
+from qmix.config import Config, build_config, replace
+from qmix.errors import ConfigError
+from qmix.files import write_atomic
+from qmix.paper import PAPER_MAPS
 
-PAPER_MAPS = ["3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z"]
 MAIN_ALGS = ["iql", "vdn", "qmix"]
 ABLATION_ALGS = ["qmix", "qmix_ns", "qmix_lin", "vdn_s"]
 HETEROGENEOUS = {"2s3z", "3s5z", "1c3s5z"}
@@ -59,7 +60,7 @@ SCALES = {
     "medium": Scale(
         description="the six maps at 1M env steps, 3 seeds per method, tuned settings: days on 2 CPU cores, "
         "QMIX on every map first",
-        seeds=3, env_steps=1_000_000, maps=PAPER_MAPS, ablation_maps=["2s3z", "3s5z"], preset="default",
+        seeds=3, env_steps=1_000_000, maps=list(PAPER_MAPS), ablation_maps=["2s3z", "3s5z"], preset="default",
         two_step_episodes=5000, two_step_seeds=5, heuristic_episodes=500,
         overrides=dict(test_interval_env_steps=10_000, test_episodes=32, checkpoint_interval_env_steps=100_000,
                        keep_checkpoints=1),
@@ -67,7 +68,7 @@ SCALES = {
     "paper": Scale(
         description="the paper's protocol: 20 runs per method, 2.05M env steps, tests of 20 episodes every "
         "100 training episodes; for bigger machines",
-        seeds=20, env_steps=2_050_000, maps=PAPER_MAPS, ablation_maps=["2s3z", "3s5z"], preset="paper",
+        seeds=20, env_steps=2_050_000, maps=list(PAPER_MAPS), ablation_maps=["2s3z", "3s5z"], preset="paper",
         two_step_episodes=5000, two_step_seeds=20, heuristic_episodes=1000,
     ),
 }

@@ -17,8 +17,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from qmix import run_folder
-from qmix.checkpoint import RESUMABLE_CHANGES, CheckpointStore, Restored, write_atomic
+import qmix.run_folder as run_folder
+from qmix.checkpoint import RESUMABLE_CHANGES, CheckpointStore, Restored
 from qmix.config import Config, load_saved_config, replace
 from qmix.errors import CheckpointError, ConfigError, NonFiniteError  # noqa: F401  (NonFiniteError: raised here)
 from qmix.learn.loop import RunnerState, Trainer, seed_keys
@@ -36,8 +36,7 @@ from qmix.run_folder import (
 from qmix.session import Clock, LoopState, Session
 from qmix.stopping import GracefulStop, StopRequested
 
-__all__ = ["PARAMS_FILE", "WALL_CLOCK_FIELDS", "RunSummary", "load_run_config", "resume", "seed_folders", "train",
-           "write_atomic"]
+__all__ = ["WALL_CLOCK_FIELDS", "RunSummary", "load_run_config", "resume", "train"]
 
 # The only logged fields that differ between two runs of one config and seed on one machine.
 WALL_CLOCK_FIELDS = ("wall_seconds", "env_steps_per_second")

@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
-from qmix.checkpoint import CheckpointStore, write_atomic
+from qmix.checkpoint import CheckpointStore
 from qmix.envs.base import episode_metrics
 from qmix.errors import ConfigError, NonFiniteError
+from qmix.files import write_atomic
 from qmix.learn.loop import RunnerState, Trainer, run_slice, seed_keys
 from qmix.progress import TrainingProgress
 from qmix.results.metrics import MetricsLog

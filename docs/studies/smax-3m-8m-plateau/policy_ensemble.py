@@ -37,7 +37,8 @@ from qmix.learn.loop import Trainer, run_slice
 from qmix.learn.rollout import run_episodes
 from qmix.policies import checkpoint_state, decode, load_final, saved_templates
 from qmix.results.stats import mean_ci
-from qmix.run import load_run_config, seed_folders
+from qmix.run import load_run_config
+from qmix.run_folder import seed_folders
 
 
 class Ensemble:

@@ -31,7 +31,8 @@ from qmix.errors import ConfigError
 from qmix.learn.loop import Trainer
 from qmix.learn.rollout import policy_step
 from qmix.policies import decode, load_final, saved_templates
-from qmix.run import load_run_config, seed_folders
+from qmix.run import load_run_config
+from qmix.run_folder import seed_folders
 
 
 def load_agent_file(path: Path, trainer: Trainer):

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from qmix.envs.base import EnvState, TimeStep
 from qmix.envs.jaxmarl_import import quiet_import
+from qmix.paper import PAPER_MAPS
 from qmix.settings import check, check_choices, setting
 
 with quiet_import():
@@ -127,7 +128,6 @@ SMAX_MAPS: dict[str, MapSpec] = {
     "3s_vs_5z": MapSpec(_team((3, "stalker")), _team((5, "zealot")), 250),
     "6h_vs_8z": MapSpec(_team((6, "hydralisk")), _team((8, "zealot")), 150),
 }
-PAPER_MAPS = ("3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z")
 # How a map pays its reward (docs/smax.md): SMAC's shaped reward, the same with the team's own losses
 # subtracted (SMAC's reward_only_positive=False), or SMAX's native reward.
 REWARD_SETTINGS = ("smac", "smac_signed", "smax")

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from qmix.paper import PAPER_MAPS
+
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
@@ -28,7 +30,6 @@ TEST_PREFIX = "test_"  # a logged test metric: test_<metric>, or test_<metric>_<
 
 # Display order: the paper's methods and maps first, anything else after, alphabetically.
 KNOWN_ALGS = ("qmix", "vdn", "iql", "qmix_ns", "qmix_lin", "vdn_s")
-PAPER_MAPS = ("3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z")
 
 _SEED_FOLDER = re.compile(r"^seed_(\d+)$")
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qmix.config import ConfigError
+from qmix.errors import ConfigError
 from qmix.stopping import GracefulStop, StopRequested
 from qmix.sweep.memory import format_bytes
 from qmix.sweep.plan import Task

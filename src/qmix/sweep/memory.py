@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
-from qmix import memory as qmix_memory
+import qmix.memory as qmix_memory
 from qmix.config import Config
 
 # Peak resident size of one training process, measured (docs/sweeps.md): 1.95 GB on 3m (2.83 GB with 3

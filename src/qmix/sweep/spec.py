@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from qmix.config import ConfigError, build_config
+from qmix.config import build_config
+from qmix.errors import ConfigError
 
 KEYS = ("maps", "algs", "seeds", "seed_group", "preset", "env_steps", "settings", "grid", "out", "retries",
         "resources", "evaluate_episodes")

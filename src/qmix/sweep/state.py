@@ -7,8 +7,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from qmix.config import Config, ConfigError, build_config
-from qmix.run import PARAMS_FILE, seed_folders
+from qmix.config import Config, build_config
+from qmix.errors import ConfigError
+from qmix.run_folder import PARAMS_FILE, seed_folders
 from qmix.sweep.keep import is_kept
 
 CHECKPOINTS = "checkpoints"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from qmix.checkpoint import write_atomic
+from qmix.files import write_atomic
 from qmix.sweep.plan import Task
 
 

@@ -15,8 +15,8 @@ import socket
 import time
 from pathlib import Path
 
-from qmix.checkpoint import write_atomic
-from qmix.config import ConfigError
+from qmix.errors import ConfigError
+from qmix.files import write_atomic
 from qmix.sweep.plan import Task
 from qmix.sweep.state import RunState, inspect_run
 

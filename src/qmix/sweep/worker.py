@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from qmix.checkpoint import write_atomic
+from qmix.compile_cache import enable_compile_cache
 from qmix.config import ConfigError
 from qmix.sweep.plan import Task
 from qmix.sweep.state import RunState, inspect_run
@@ -86,6 +87,7 @@ def train_task(task: Task, out: str, sweep_id: str) -> dict:
     with open(log, "a", encoding="utf-8") as stream, contextlib.redirect_stdout(stream), \
             contextlib.redirect_stderr(stream):
         print(f"--- attempt {attempt} on {_node_address()} (pid {os.getpid()}), {time.ctime()}", flush=True)
+        enable_compile_cache()  # the node's tasks share their compiled programs (a fresh process each)
         if found.state is RunState.DONE:
             mode = "trained before"
         else:

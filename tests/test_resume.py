@@ -12,13 +12,11 @@ import subprocess
 import sys
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 import yaml
-from jax.experimental.compilation_cache import compilation_cache
 
 from qmix import cli
 from qmix.algorithms.value_decomposition.algorithm import Params, ValueDecompositionState
@@ -81,19 +79,7 @@ def trainer(config):
 
 
 @pytest.fixture(scope="module")
-def compiled_programs(tmp_path_factory):
-    """A persistent compilation cache for this module: the killed training process loads the programs
-    compiled here instead of compiling them again (the slowest part of a tiny run)."""
-    folder = tmp_path_factory.mktemp("compiled")
-    compilation_cache.reset_cache()
-    compilation_cache.set_cache_dir(str(folder))
-    yield folder
-    jax.config.update("jax_compilation_cache_dir", None)
-    compilation_cache.reset_cache()
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(config, trainer, compiled_programs, tmp_path_factory):
+def uninterrupted(config, trainer, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     train(config, run_dir, trainer=trainer, **QUIET)
     return run_dir
@@ -268,13 +254,12 @@ def wait_for_first_checkpoint(process, run_dir, seconds=300):
         time.sleep(0.05)
 
 
-def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
-    uninterrupted, trainer, compiled_programs, tmp_path
-):
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(uninterrupted, trainer, tmp_path):
     run_dir = tmp_path / "run"
-    environment = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compiled_programs)}
+    # The killed process loads the programs compiled here from the session's compilation cache (conftest.py)
+    # instead of compiling them again, the slowest part of a tiny run.
     process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(run_dir), json.dumps(TINY)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_first_checkpoint(process, run_dir)
         os.kill(process.pid, signal.SIGKILL)

@@ -18,6 +18,7 @@ import optax
 import pytest
 import yaml
 
+from golden_runs import TINY_SMAX
 from qmix import cli
 from qmix.algorithms.value_decomposition.algorithm import Params, ValueDecompositionState
 from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
@@ -27,14 +28,11 @@ from qmix.learn.loop import Trainer
 from qmix.run import WALL_CLOCK_FIELDS, resume, train
 from qmix.session import finite_runs
 
-# About 36 episodes of 3m; the replay (16 episodes) wraps around, the target network is copied three times,
-# and checkpoints fall at roughly 200 and 400 env steps and at the end.
-TINY = dict(
-    map="3m", env_steps=600, num_envs=2, batch_size=4, buffer_size_episodes=16, test_episodes=2,
-    test_interval_env_steps=200, checkpoint_interval_env_steps=200, keep_checkpoints=2, save_replay=True,
-    agent_hidden_dim=16, mixing_embed_dim=8, hypernet_embed_dim=16, time_buckets=1, updates_per_episode=0.5,
-    target_update_interval_episodes=10,
-)
+# The golden runs' tiny 3m program (test_golden and test_train compile it too), here with checkpoints: about
+# 36 episodes of 3m; the replay (16 episodes) wraps around, the target network is copied several times, and
+# checkpoints fall at roughly 200 and 400 env steps and at the end.
+TINY = dict(TINY_SMAX, env_steps=600, test_interval_env_steps=200, checkpoint_interval_env_steps=200,
+            keep_checkpoints=2, save_replay=True)
 QUIET = dict(progress=False, tensorboard=False)
 
 
@@ -180,7 +178,8 @@ def test_resume_can_raise_the_budget(uninterrupted, config, trainer, tmp_path, c
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(uninterrupted, config, trainer, tmp_path):
-    poison_from_update = 8  # after the first checkpoint (about 5 updates), before the end (about 15)
+    # poisoned from the second update after the first checkpoint: before the second one
+    poison_from_update = next(r["updates"] for r in metrics(uninterrupted) if r["env_steps"] >= 200) + 1
     poisoned = Trainer(config)
     poisoned.init_runs = trainer.init_runs  # only the learner update is poisoned: reuse the compiled rest
     poisoned.evaluate_runs = trainer.evaluate_runs

@@ -12,14 +12,13 @@ import subprocess
 import sys
 import time
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 import yaml
-from jax.experimental.compilation_cache import compilation_cache
 
+from golden_runs import TINY_SMAX
 from qmix import cli
 from qmix.algorithms.value_decomposition.algorithm import Params, ValueDecompositionState
 from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
@@ -29,14 +28,11 @@ from qmix.learn.loop import Trainer
 from qmix.run import WALL_CLOCK_FIELDS, resume, train
 from qmix.session import finite_runs
 
-# About 36 episodes of 3m; the replay (16 episodes) wraps around, the target network is copied three times,
-# and checkpoints fall at roughly 200 and 400 env steps and at the end.
-TINY = dict(
-    map="3m", env_steps=600, num_envs=2, batch_size=4, buffer_size_episodes=16, test_episodes=2,
-    test_interval_env_steps=200, checkpoint_interval_env_steps=200, keep_checkpoints=2, save_replay=True,
-    agent_hidden_dim=16, mixing_embed_dim=8, hypernet_embed_dim=16, time_buckets=1, updates_per_episode=0.5,
-    target_update_interval_episodes=10,
-)
+# The golden runs' tiny 3m program (test_golden and test_train compile it too), here with checkpoints: about
+# 36 episodes of 3m; the replay (16 episodes) wraps around, the target network is copied several times, and
+# checkpoints fall at roughly 200 and 400 env steps and at the end.
+TINY = dict(TINY_SMAX, env_steps=600, test_interval_env_steps=200, checkpoint_interval_env_steps=200,
+            keep_checkpoints=2, save_replay=True)
 QUIET = dict(progress=False, tensorboard=False)
 
 
@@ -81,19 +77,7 @@ def trainer(config):
 
 
 @pytest.fixture(scope="module")
-def compiled_programs(tmp_path_factory):
-    """A persistent compilation cache for this module: the killed training process loads the programs
-    compiled here instead of compiling them again (the slowest part of a tiny run)."""
-    folder = tmp_path_factory.mktemp("compiled")
-    compilation_cache.reset_cache()
-    compilation_cache.set_cache_dir(str(folder))
-    yield folder
-    jax.config.update("jax_compilation_cache_dir", None)
-    compilation_cache.reset_cache()
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(config, trainer, compiled_programs, tmp_path_factory):
+def uninterrupted(config, trainer, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
     train(config, run_dir, trainer=trainer, **QUIET)
     return run_dir
@@ -194,7 +178,8 @@ def test_resume_can_raise_the_budget(uninterrupted, config, trainer, tmp_path, c
 
 
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(uninterrupted, config, trainer, tmp_path):
-    poison_from_update = 8  # after the first checkpoint (about 5 updates), before the end (about 15)
+    # poisoned from the second update after the first checkpoint: before the second one
+    poison_from_update = next(r["updates"] for r in metrics(uninterrupted) if r["env_steps"] >= 200) + 1
     poisoned = Trainer(config)
     poisoned.init_runs = trainer.init_runs  # only the learner update is poisoned: reuse the compiled rest
     poisoned.evaluate_runs = trainer.evaluate_runs
@@ -268,13 +253,12 @@ def wait_for_first_checkpoint(process, run_dir, seconds=300):
         time.sleep(0.05)
 
 
-def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(
-    uninterrupted, trainer, compiled_programs, tmp_path
-):
+def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(uninterrupted, trainer, tmp_path):
     run_dir = tmp_path / "run"
-    environment = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(compiled_programs)}
+    # The killed process loads the programs compiled here from the session's compilation cache (conftest.py)
+    # instead of compiling them again, the slowest part of a tiny run.
     process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(run_dir), json.dumps(TINY)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_first_checkpoint(process, run_dir)
         os.kill(process.pid, signal.SIGKILL)

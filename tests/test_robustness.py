@@ -28,13 +28,21 @@ def records(folder):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def trainer():
+    """One compiled two-step trainer for every run here (seed and budget are not part of the program)."""
+    from qmix.learn.loop import Trainer
+
+    return Trainer(build_config(**TWO_STEP))
+
+
+@pytest.fixture(scope="module")
+def finished(trainer, tmp_path_factory):
     folder = tmp_path_factory.mktemp("finished") / "run"
-    train(build_config(**TWO_STEP), folder, **QUIET)
+    train(build_config(**TWO_STEP), folder, trainer=trainer, **QUIET)
     return folder
 
 
-def test_force_removes_everything_the_old_run_wrote_and_keeps_other_files(finished, tmp_path):
+def test_force_removes_everything_the_old_run_wrote_and_keeps_other_files(finished, trainer, tmp_path):
     old = tmp_path / "old"
     shutil.copytree(finished, old)
     for stale in ("evaluation.json", "evaluation_averaged.json", "averaged_agent.msgpack", "learning_curve.png",
@@ -42,7 +50,7 @@ def test_force_removes_everything_the_old_run_wrote_and_keeps_other_files(finish
         (old / stale).parent.mkdir(parents=True, exist_ok=True)
         (old / stale).write_text("old run")
     (old / "notes.txt").write_text("the user's own file")
-    train(build_config(**{**TWO_STEP, "env_steps": 200, "seed": 5}), old, force=True, **QUIET)
+    train(build_config(**{**TWO_STEP, "env_steps": 200, "seed": 5}), old, force=True, trainer=trainer, **QUIET)
     names = {p.relative_to(old).as_posix() for p in old.rglob("*") if p.is_file()}
     assert "notes.txt" in names
     assert not any(n.startswith(("evaluation", "averaged", "learning_curve", "seed_7", "tensorboard")) for n in names)
@@ -68,7 +76,7 @@ def test_a_failed_start_up_with_force_loses_nothing_of_the_old_run(finished, tmp
     assert not (tmp_path / "new").exists()  # no half-made run folder
 
 
-def test_a_run_folder_has_one_owner_at_a_time(finished, tmp_path):
+def test_a_run_folder_has_one_owner_at_a_time(finished, trainer, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished, run)
     with run_folder.exclusive(run):  # another process training it (flock is per open file: the same here)
@@ -77,7 +85,7 @@ def test_a_run_folder_has_one_owner_at_a_time(finished, tmp_path):
         with pytest.raises(ConfigError, match="is being trained by another process"):
             train(build_config(**TWO_STEP), run, force=True, **QUIET)
     assert records(run) == records(finished)  # nothing was touched
-    resume(run, {"env_steps": 600}, **QUIET)  # released when the owner let go
+    resume(run, {"env_steps": 600}, trainer=trainer, **QUIET)  # released when the owner let go
     assert records(run)[-1]["env_steps"] == 600
 
 
@@ -117,7 +125,7 @@ def test_evaluate_prints_its_results_before_a_read_only_folder_refuses_them(fini
                                         "system); the results are above"]
 
 
-def test_a_full_disk_keeps_the_earlier_checkpoint_and_says_so_in_one_line(tmp_path, monkeypatch):
+def test_a_full_disk_keeps_the_earlier_checkpoint_and_says_so_in_one_line(trainer, tmp_path, monkeypatch):
     from qmix.checkpoint import CheckpointStore
 
     save = CheckpointStore.save
@@ -131,9 +139,9 @@ def test_a_full_disk_keeps_the_earlier_checkpoint_and_says_so_in_one_line(tmp_pa
     run = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"no space left on the device of .* for the checkpoint at env step 400 "
                                           r"\(a checkpoint takes about .* MiB\); the checkpoint at env step 200 is kept"):
-        train(build_config(**TWO_STEP), run, **QUIET)
+        train(build_config(**TWO_STEP), run, trainer=trainer, **QUIET)
     monkeypatch.setattr(CheckpointStore, "save", save)
-    resume(run, **QUIET)  # after freeing space: the run goes on from the kept checkpoint
+    resume(run, trainer=trainer, **QUIET)  # after freeing space: the run goes on from the kept checkpoint
     assert records(run)[-1]["env_steps"] == 400
 
 
@@ -182,7 +190,8 @@ except BaseException as error:
 
 
 @pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGINT", 130)])
-def test_a_signal_stops_at_a_safe_point_with_a_checkpoint_and_the_run_resumes_exactly(name, code, finished, tmp_path):
+def test_a_signal_stops_at_a_safe_point_with_a_checkpoint_and_the_run_resumes_exactly(name, code, finished, trainer,
+                                                                                     tmp_path):
     run = tmp_path / "run"
     settings = {k: v for k, v in TWO_STEP.items()}
     done = subprocess.run([sys.executable, "-c", STOPPED_RUN, str(run), json.dumps(settings), name],
@@ -190,7 +199,7 @@ def test_a_signal_stops_at_a_safe_point_with_a_checkpoint_and_the_run_resumes_ex
     assert done.returncode == code, done.stderr
     assert f"stopped by {name} at env step 200" in done.stderr and f"qmix train --resume {run}" in done.stderr
     assert not (run / "params.msgpack").exists()
-    resume(run, **QUIET)
+    resume(run, trainer=trainer, **QUIET)
     assert records(run) == records(finished)
 
 

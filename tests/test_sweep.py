@@ -56,12 +56,16 @@ def test_a_wrong_sweep_file_gets_one_line_naming_the_fix(data, words):
         assert word in message
 
 
-def test_the_command_line_exits_2_on_a_bad_sweep_file_without_a_traceback(tmp_path):
+def test_the_command_line_exits_2_on_a_bad_sweep_file_without_a_traceback(tmp_path, monkeypatch, capsys):
+    from qmix import cli
+
     spec = tmp_path / "bad.yaml"
     spec.write_text("maps: [3m]\nalgs: [qmx]\nout: x\n")
-    done = subprocess.run([sys.executable, "-m", "qmix.cli", "sweep", str(spec)], capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    monkeypatch.setattr(sys, "argv", ["qmix", "sweep", str(spec)])  # in this process: no second start-up
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"qmix: error: sweep file '{spec}': unknown algorithm 'qmx' (did you mean 'qmix'?): choose one of "
         "qmix, vdn, iql, qmix_ns, qmix_lin, vdn_s"]
 

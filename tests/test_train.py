@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 import yaml
 
+from golden_runs import TINY_SMAX
 from qmix.algorithms.value_decomposition.algorithm import make_optimizer
 from qmix.config import build_config
 from qmix.learn.loop import Trainer
 from qmix.run import train
 
-TINY = dict(
-    map="3m", env_steps=400, num_envs=2, batch_size=4, buffer_size_episodes=16, test_episodes=4,
-    test_interval_env_steps=150, agent_hidden_dim=16, mixing_embed_dim=8, hypernet_embed_dim=16,
-    time_buckets=2, target_update_interval_episodes=4,
-)
+# The golden runs' tiny 3m settings, so the programs compiled for them (one seed, two side by side) are
+# the programs here: in one test session they are compiled once, through the compilation cache.
+TINY = dict(TINY_SMAX, env_steps=400, test_interval_env_steps=150)
 WALL_CLOCK = ("wall_seconds", "env_steps_per_second")
 
 

@@ -23,6 +23,8 @@ app = typer.Typer(
 )
 
 DEFAULT_PRESET = "default"
+# The commands that compile JAX programs: they keep them in the persistent cache (qmix/compile_cache.py)
+COMPILING_COMMANDS = frozenset({"train", "two-step", "evaluate", "render", "heuristic", "plot", "reproduce"})
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -344,6 +346,11 @@ def algs() -> None:
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    words = [w for w in sys.argv[1:] if not w.startswith("-")]
+    if words and words[0] in COMPILING_COMMANDS and "--help" not in sys.argv:
+        from qmix.compile_cache import enable_compile_cache
+
+        enable_compile_cache()
     try:
         code = app(standalone_mode=False)
         sys.exit(code or 0)

@@ -15,6 +15,7 @@ import socket
 import time
 from pathlib import Path
 
+from qmix.compile_cache import enable_compile_cache
 from qmix.errors import ConfigError
 from qmix.files import write_atomic
 from qmix.sweep.plan import Task
@@ -86,6 +87,7 @@ def train_task(task: Task, out: str, sweep_id: str) -> dict:
     with open(log, "a", encoding="utf-8") as stream, contextlib.redirect_stdout(stream), \
             contextlib.redirect_stderr(stream):
         print(f"--- attempt {attempt} on {_node_address()} (pid {os.getpid()}), {time.ctime()}", flush=True)
+        enable_compile_cache()  # the node's tasks share their compiled programs (a fresh process each)
         if found.state is RunState.DONE:
             mode = "trained before"
         else:

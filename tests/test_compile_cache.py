@@ -1,0 +1,38 @@
+"""The persistent compilation cache: where it lives, how it is moved or turned off, and that an unwritable
+folder costs one warning line, never the run; and the listing commands start without JAX."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from qmix.compile_cache import ENV_VARIABLE, cache_folder, enable_compile_cache
+
+
+def test_the_cache_folder_is_per_user_and_movable_or_off(tmp_path):
+    assert cache_folder({}) == Path.home() / ".cache" / "qmix" / "jax"
+    assert cache_folder({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "qmix" / "jax"
+    assert cache_folder({ENV_VARIABLE: str(tmp_path / "mine"), "XDG_CACHE_HOME": "/x"}) == tmp_path / "mine"
+    for off in ("off", "OFF", "0", "false", "no", "none"):
+        assert cache_folder({ENV_VARIABLE: off}) is None
+
+
+def test_an_unwritable_cache_folder_is_one_warning_line_and_no_cache(tmp_path, capsys):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder\n")
+    assert enable_compile_cache({ENV_VARIABLE: str(a_file / "cache")}) is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("qmix: warning: compilation cache off: cannot write to")
+    assert enable_compile_cache({ENV_VARIABLE: "off"}) is None
+    assert capsys.readouterr().err == ""
+
+
+def test_help_and_the_compiling_commands_own_help_import_no_heavy_library():
+    heavy = ("jax", "flax", "optax", "jaxmarl", "ray", "matplotlib")
+    for argv in (["--help"], ["train", "--help"], []):
+        script = ("import sys\nfrom qmix.cli import main\n"
+                  f"sys.argv = ['qmix', *{argv!r}]\n"
+                  "try:\n    main()\nexcept SystemExit:\n    pass\n"
+                  f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "[]", (argv, done.stdout[-300:])

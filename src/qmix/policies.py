@@ -52,7 +52,7 @@ def load_final(folder: Path, trainer: Trainer, run_dir: Path, which: str = MAIN)
     if not path.is_file():
         raise ConfigError(
             f"no final parameters in '{path.parent}' ({path.name} is written when training ends); "
-            f"finish the run with `qmix train --resume {run_dir}`, or use its newest checkpoint with --checkpoint"
+            f"finish the run with `qmix train --resume {run_dir}`, or evaluate its newest checkpoint with --checkpoint"
         )
     return decode(path, saved_templates(trainer)[which], verified_parameter_bytes(path))
 

@@ -40,9 +40,9 @@ def write_summary(out: Path, outcomes, title: str) -> Path | None:
     runs = []
     for group, members in by_group.items():
         if all(o.status in ("done", "skipped") for o in members):
-            label = _label(group, members[0].task)
+            method = _label(group, members[0].task)
             try:
-                runs += [dataclasses.replace(r, alg=label) for r in load_runs([out / group])]
+                runs += [dataclasses.replace(r, alg=method) for r in load_runs([out / group])]
             except ValueError:
                 continue  # finished without a test point: nothing to show
     if not runs:

@@ -59,7 +59,8 @@ def test_a_run_logs_paired_tests_of_the_average_and_evaluate_plays_it(tmp_path):
     for folder in seed_folders(tmp_path / "run", config):
         records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
         for record in records:
-            assert 0.0 <= record["test_win_rate_averaged"] <= 1.0 and "test_return_averaged" in record
+            # the two-step game has no win: its averaged network is tested on its return
+            assert 0.0 <= record["test_return_averaged"] <= 8.0 and "test_win_rate_averaged" not in record
         assert (folder / parameter_file("averaged_agent")).stat().st_size > 0
 
     online = evaluation.evaluate_run(tmp_path / "run", episodes=8, write=False)

@@ -194,7 +194,10 @@ def test_host_loop_trains_exactly_like_the_compiled_loop(tmp_path, monkeypatch):
         want, got = _metrics(tmp_path / "compiled" / seed), _metrics(tmp_path / "host" / seed)
         assert len(want) == len(got) == 5
         for w, g in zip(want, got, strict=True):
-            assert w.keys() == g.keys()
+            # a StarCraft II game can be won (this stand-in never is); the compiled two-step game has no win
+            wins = g.keys() - w.keys()
+            assert "test_win_rate" in wins and wins <= {"train_win_rate", "test_win_rate"} and w.keys() <= g.keys()
+            assert all(g[key] == 0.0 for key in wins)
             for key in w:
                 assert g[key] == pytest.approx(w[key], rel=1e-5, abs=1e-6), (seed, w["env_steps"], key)
         want_params = (tmp_path / "compiled" / seed / "params.msgpack").read_bytes()

@@ -119,7 +119,7 @@ def evaluate_run(
     which = AVERAGED if averaged else MAIN
     if averaged and which not in saved_templates(trainer):
         raise ConfigError(
-            f"'{run_dir}' kept no averaged network ({config.alg} with its settings saves "
+            f"'{run_dir}' kept no averaged agent network ({config.alg} with its settings saves "
             f"{', '.join(saved_templates(trainer))}); drop --averaged, or train with average_policy=true"
         )
     folders = seed_folders(run_dir, config)

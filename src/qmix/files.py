@@ -1,11 +1,14 @@
-"""Writing files so that a reader, a kill or a second writer never sees or leaves half of one."""
+"""Writing files so that a reader, a kill or a second writer never sees or leaves half of one; and reading
+the JSON-lines logs that a kill may have cut short."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -32,3 +35,34 @@ def _umask() -> int:
     mask = os.umask(0)  # reading the umask means setting it; put it straight back
     os.umask(mask)
     return mask
+
+
+@dataclass
+class JsonLines:
+    """The readable lines of a JSON-lines file, each a JSON object: its text and its record; and how many
+    lines were not (cut short by a kill or a writer still writing, damaged, or not UTF-8)."""
+
+    lines: list[str] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+    unreadable: int = 0
+
+
+def parse_jsonl(text: str) -> JsonLines:
+    parsed = JsonLines()
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            parsed.lines.append(line)
+            parsed.records.append(record)
+        elif line.strip():
+            parsed.unreadable += 1
+    return parsed
+
+
+def read_jsonl(path: Path) -> JsonLines:
+    """The one reader of the run folder's logs (metrics.jsonl); a missing file reads as empty."""
+    path = Path(path)
+    return parse_jsonl(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else JsonLines()

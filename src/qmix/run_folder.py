@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from qmix.errors import ConfigError
-from qmix.files import write_atomic
+from qmix.files import read_jsonl, write_atomic
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -76,17 +76,11 @@ def drop_records_after(path: Path, env_steps: int) -> int:
     Returns how many lines were unreadable (cut short by a kill, or damaged) and dropped."""
     if not path.is_file():
         return 0
-    kept, unreadable = [], 0
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            unreadable += 1
-            continue
-        if record.get("env_steps", INT32_MAX) <= env_steps:
-            kept.append(line + "\n")
+    log = read_jsonl(path)
+    kept = [line + "\n" for line, record in zip(log.lines, log.records, strict=True)
+            if record.get("env_steps", INT32_MAX) <= env_steps]
     write_atomic(path, "".join(kept))
-    return unreadable
+    return log.unreadable
 
 
 def holds_a_run(run_dir: Path) -> bool:

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from qmix.files import read_jsonl
+
 
 def _plain(value: Any) -> Any:
     """JSON-friendly scalars: numpy/jax numbers to Python, non-finite floats to None."""
@@ -49,10 +51,4 @@ class MetricsLog:
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Every complete line of a metrics.jsonl (a line cut short by a kill, or damaged, is skipped)."""
-    records = []
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return read_jsonl(path).records

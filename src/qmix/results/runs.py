@@ -9,7 +9,6 @@ one run. Every test point is kept, with whatever test metrics it has.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from qmix.files import read_jsonl
 from qmix.paper import PAPER_MAPS
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ def _read_test_points(metrics_file: Path) -> tuple[np.ndarray, dict[str, np.ndar
     """([P] env steps, {test metric: [P] values}) of the lines with any test metric, sorted by env steps;
     a step logged twice (a resumed run) keeps its last line."""
     by_step: dict[int, dict[str, float]] = {}
-    for record in _read_jsonl(metrics_file):
+    for record in read_jsonl(metrics_file).records:
         step = _as_int(record.get("env_steps"))
         tests = {key: value for key, value in ((k, _as_float(v)) for k, v in record.items())
                  if key.startswith(TEST_PREFIX) and value is not None}
@@ -211,20 +211,6 @@ def _read_test_points(metrics_file: Path) -> tuple[np.ndarray, dict[str, np.ndar
     steps = np.array(sorted(by_step), dtype=np.int64)
     names = dict.fromkeys(key for step in steps for key in by_step[step])
     return steps, {key: np.array([by_step[step].get(key, np.nan) for step in steps], np.float64) for key in names}
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    """Parsed lines; a line cut short by a run still writing (or killed) is skipped."""
-    records = []
-    with path.open(encoding="utf-8", errors="replace") as lines:
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
-    return records
 
 
 def _as_float(value: object) -> float | None:

@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from qmix.files import write_atomic
+from qmix.files import parse_jsonl, write_atomic
 from qmix.run_folder import CONFIG_FILE, KEPT_FILE, METRICS_FILE, parameter_checksums, seed_folders
 
 # What a kept run folder holds (per run folder and per seed folder); everything else is left behind.
@@ -62,14 +62,8 @@ def _copy_matching(source: Path, dest: Path, patterns: tuple[str, ...]) -> None:
 
 def thin_metrics(text: str) -> str:
     """The metrics lines with only KEPT_METRICS and the test metrics (lines that do not parse are dropped)."""
-    kept = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        kept.append(json.dumps({key: value for key, value in record.items()
-                                if key in KEPT_METRICS or key.startswith(KEPT_PREFIX)}))
+    kept = [json.dumps({key: value for key, value in record.items()
+                        if key in KEPT_METRICS or key.startswith(KEPT_PREFIX)}) for record in parse_jsonl(text).records]
     return "".join(line + "\n" for line in kept)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from qmix.config import Config, build_config
 from qmix.errors import ConfigError
+from qmix.files import read_jsonl
 from qmix.run_folder import PARAMS_FILE, seed_folders
 from qmix.sweep.keep import is_kept
 
@@ -72,15 +72,8 @@ def logged_env_steps(run_dir: Path, config: Config) -> list[int]:
     """Per seed: env steps of the newest log line (0 when none); read while the run writes."""
     steps = []
     for folder in seed_folders(run_dir, config):
-        last = 0
-        path = folder / METRICS
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines()[-3:]:
-                try:
-                    last = max(last, int(json.loads(line).get("env_steps", 0)))
-                except (ValueError, TypeError, AttributeError):
-                    continue  # a line being written
-        steps.append(last)
+        records = read_jsonl(folder / METRICS).records  # a line being written is skipped
+        steps.append(max((_as_steps(r.get("env_steps")) for r in records[-3:]), default=0))
     return steps
 
 
@@ -88,13 +81,11 @@ def final_test_values(run_dir: Path, config: Config, metric: str) -> list[float]
     """Per seed: the value of `metric` (e.g. test_win_rate, test_return) on its last log line holding it."""
     rates = []
     for folder in seed_folders(run_dir, config):
-        lines = (folder / METRICS).read_text(encoding="utf-8").splitlines() if (folder / METRICS).is_file() else []
-        records = []
-        for line in lines:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
+        records = read_jsonl(folder / METRICS).records
         tested = [r for r in records if metric in r]
         rates.append(float(tested[-1][metric]) if tested else float("nan"))
     return rates
+
+
+def _as_steps(value) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0

@@ -16,8 +16,9 @@ import time
 import jax
 import numpy as np
 
+from qmix.build import make_trainer
 from qmix.config import build_config
-from qmix.learn.loop import Trainer, seed_keys
+from qmix.learn.loop import seed_keys
 
 
 def replay_bytes(runners) -> int:
@@ -26,7 +27,7 @@ def replay_bytes(runners) -> int:
 
 def measure(map_name: str, num_seeds: int, env_steps: int, buffer: int) -> dict:
     config = build_config(preset="default", map=map_name, num_seeds=num_seeds, buffer_size_episodes=buffer)
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     runners = trainer.init_runs(seed_keys(0, num_seeds))
     never = np.full((num_seeds,), 2**31 - 1, np.int32)
     t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from qmix.build import make_trainer
 from qmix.config import build_config
 from qmix.learn.loop import Trainer, seed_keys
 from qmix.learn.rollout import run_episodes
@@ -87,7 +88,7 @@ def compare(ref: str, maps: list[str], preset: str, env_steps: int) -> None:
             print("|---|---|---|---|")
             for name in maps:
                 old = rate_of_version(tree, name, preset, env_steps)
-                new = training_rate(Trainer(build_config(preset=preset, map=name)), env_steps)
+                new = training_rate(make_trainer(build_config(preset=preset, map=name)), env_steps)
                 print(f"| {name} | {old:,.0f} | {new:,.0f} | {new / old:.2f} |", flush=True)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True)
@@ -107,7 +108,7 @@ def main() -> None:
     print("| map | envs | training env steps/s | env-only, same envs | ratio | env-only, 256 envs |")
     print("|---|---|---|---|---|---|")
     for name in args.maps:
-        trainer = Trainer(build_config(preset=args.preset, map=name))
+        trainer = make_trainer(build_config(preset=args.preset, map=name))
         n_envs = trainer.config.num_envs
         train = training_rate(trainer, args.env_steps)
         ceiling = environment_rate(trainer, n_envs, rounds=max(1, 4000 // (n_envs * 20)))

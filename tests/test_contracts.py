@@ -11,11 +11,11 @@ import pytest
 from qmix.algorithms import ALGORITHMS
 from qmix.algorithms.base import has_joint_action_values
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
+from qmix.build import make_trainer
 from qmix.config import build_config
 from qmix.envs import ENVIRONMENTS, make_env
 from qmix.envs.base import episode_metrics
-from qmix.learn.episodes import EnvSpec, Episodes
-from qmix.learn.loop import Trainer
+from qmix.episodes import EnvSpec, Episodes
 from qmix.learn.rollout import run_episodes
 from qmix.nets.agent import AGENTS
 from qmix.nets.mixers import MIXERS, MixerInput, mixer_outputs
@@ -118,7 +118,7 @@ def two_step_spec():
 @pytest.mark.parametrize("name", ALGORITHMS.names())
 def test_every_algorithm_acts_on_available_actions_and_makes_one_finite_update(name, two_step_spec):
     config = build_config(preset="two_step", alg=name, batch_size=4, buffer_size_episodes=8)
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     algorithm = trainer.algorithm
     state = algorithm.init(jax.random.PRNGKey(0))
     example = algorithm.example_item()

@@ -9,9 +9,9 @@ import pytest
 from flax import serialization
 
 from qmix import evaluate as evaluation
+from qmix.build import make_trainer
 from qmix.config import ConfigError, build_config, config_to_yaml
 from qmix.envs.heuristic import wilson_interval
-from qmix.learn.loop import Trainer
 from qmix.run_folder import seed_folders, write_parameter_manifest
 
 
@@ -42,7 +42,7 @@ def two_step_config():
 def test_two_step_greedy_returns_are_the_payoffs_of_the_chosen_cells(tmp_path, two_step_config):
     # Agent 1's first action picks the second-step matrix; everyone then plays the same action again.
     # Always action 0: matrix 2A, payoff 7 whatever is played. Always action 1: matrix 2B, cell (1, 1) = 8.
-    trainer = Trainer(two_step_config)
+    trainer = make_trainer(two_step_config)
     write_run(tmp_path / "run", two_step_config, [fixed_choice_params(trainer, 0), fixed_choice_params(trainer, 1)])
     result = evaluation.evaluate_run(tmp_path / "run", episodes=10, seed=0)
     seven, eight = result.runs
@@ -64,7 +64,7 @@ def test_two_step_greedy_returns_are_the_payoffs_of_the_chosen_cells(tmp_path, t
 def test_smax_episodes_cut_by_the_time_limit_count_as_time_limit(tmp_path, monkeypatch):
     # Three steps are too few for the teams (16 apart) to meet: every episode ends at the time limit.
     config = build_config(preset="default", map="3m", episode_limit=3)
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     write_run(tmp_path / "run", config, [fixed_choice_params(trainer, 4)])  # "stop", always available
     monkeypatch.setattr(evaluation, "ROUND_EPISODES", 8)  # 20 episodes: rounds of 8, 8 and 4 of 8
     result = evaluation.evaluate_run(tmp_path / "run", episodes=20, seed=1)
@@ -79,7 +79,7 @@ def test_smax_episodes_cut_by_the_time_limit_count_as_time_limit(tmp_path, monke
 
 def test_the_same_seed_plays_the_same_games_and_another_seed_other_ones(tmp_path):
     config = build_config(preset="default", map="3m")
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     write_run(tmp_path / "run", config, [trainer.algorithm.init(jax.random.PRNGKey(7)).params])
     first = evaluation.evaluate_run(tmp_path / "run", episodes=24, seed=3, write=False).runs[0]
     again = evaluation.evaluate_run(tmp_path / "run", episodes=24, seed=3, write=False).runs[0]
@@ -91,7 +91,7 @@ def test_the_same_seed_plays_the_same_games_and_another_seed_other_ones(tmp_path
 
 
 def test_an_unfinished_run_and_foreign_parameters_are_refused_in_one_line(tmp_path, two_step_config):
-    trainer = Trainer(two_step_config)
+    trainer = make_trainer(two_step_config)
     write_run(tmp_path / "run", two_step_config, [fixed_choice_params(trainer, 0)] * 2)
     (tmp_path / "run" / "seed_1" / "params.msgpack").unlink()
     with pytest.raises(ConfigError, match=r"no final parameters in .*seed_1.*qmix train --resume .*run`"):
@@ -112,7 +112,7 @@ def test_render_draws_every_world_step_of_one_greedy_episode(tmp_path):
     from qmix.render import render_run
 
     config = build_config(preset="default", map="3m", episode_limit=3)
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     write_run(tmp_path / "run", config, [fixed_choice_params(trainer, 4)])
     episode = render_run(tmp_path / "run", tmp_path / "episode.gif", seed=2)
     world_steps = trainer.env.smax.world_steps_per_env_step
@@ -125,12 +125,12 @@ def test_render_draws_every_world_step_of_one_greedy_episode(tmp_path):
 def test_render_refuses_what_it_cannot_draw_in_one_line(tmp_path, two_step_config):
     from qmix.render import render_run
 
-    trainer = Trainer(two_step_config)
+    trainer = make_trainer(two_step_config)
     write_run(tmp_path / "run", two_step_config, [fixed_choice_params(trainer, 0)] * 2)
     with pytest.raises(ConfigError, match=r"`qmix render` cannot draw .*'two_step' .*does not offer render"):
         render_run(tmp_path / "run")
     config = build_config(preset="default", map="3m")
-    write_run(tmp_path / "smax", config, [Trainer(config).algorithm.init(jax.random.PRNGKey(0)).params])
+    write_run(tmp_path / "smax", config, [make_trainer(config).algorithm.init(jax.random.PRNGKey(0)).params])
     with pytest.raises(ConfigError, match="--out must name a .gif file"):
         render_run(tmp_path / "smax", tmp_path / "episode.mp4")
     with pytest.raises(ConfigError, match="--run must be between 0 and 0"):

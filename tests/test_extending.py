@@ -132,7 +132,7 @@ def test_the_new_mixer_and_environment_keep_the_contracts(extended):
     mixer_contract("vdn_w")
     environment_contract("climbing")
     from qmix.envs import make_env
-    from qmix.learn.episodes import EnvSpec
+    from qmix.episodes import EnvSpec
 
     algorithm_contract("vdn_w", EnvSpec.of(make_env(build_config(map="two_step"))))
 

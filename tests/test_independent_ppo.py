@@ -10,8 +10,8 @@ from qmix.algorithms.independent_ppo.advantages import gae
 from qmix.algorithms.independent_ppo.algorithm import IndependentPPO, Rollout, masked_log_policy
 from qmix.config import build_config
 from qmix.envs import make_env
+from qmix.episodes import EnvSpec
 from qmix.errors import ConfigError
-from qmix.learn.episodes import EnvSpec
 from qmix.learn.rollout import run_episodes
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from qmix.algorithms import ALGORITHMS
 from qmix.config import build_config
-from qmix.learn.episodes import Episodes
+from qmix.episodes import Episodes
 from qmix.learn.write_back import keep_if_inactive, store
 from qmix.run import train
 from qmix.settings import setting

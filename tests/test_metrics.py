@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from qmix.envs.base import EpisodeMetrics, Measure, TimeStep
-from qmix.learn.episodes import evaluation_metrics
+from qmix.episodes import evaluation_metrics
 from qmix.learn.rollout import run_episodes
 
 

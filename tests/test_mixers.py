@@ -130,7 +130,7 @@ def test_qmix_lin_is_linear_in_the_utilities():
 def test_state_last_action_appends_every_agents_previous_action_one_hot():
     from qmix.algorithms import make_algorithm
     from qmix.config import ConfigError, build_config
-    from qmix.learn.episodes import EnvSpec, Episodes
+    from qmix.episodes import EnvSpec, Episodes
 
     spec = EnvSpec(n_agents=2, n_actions=3, obs_dim=1, state_dim=2, episode_limit=2)
     state = jnp.array([[[10.0, 11.0], [20.0, 21.0], [30.0, 31.0]]])  # [B=1, T+1=3, S=2]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from qmix import evaluate as evaluation
+from qmix.build import make_trainer
 from qmix.config import ConfigError, build_config
-from qmix.learn.loop import Trainer
 from qmix.learn.rollout import run_episodes
 from qmix.run import train
 from qmix.run_folder import parameter_file, seed_folders
@@ -25,7 +25,7 @@ def random_episodes(trainer, key, n_episodes=8):
 
 
 def test_the_average_moves_a_quarter_of_the_way_to_the_online_network_after_each_update():
-    trainer = Trainer(build_config(preset="two_step", average_policy=True, policy_average_tau=0.25))
+    trainer = make_trainer(build_config(preset="two_step", average_policy=True, policy_average_tau=0.25))
     learner = trainer.algorithm
     state = learner.init(jax.random.PRNGKey(0))
     online = [state.params.agent]
@@ -42,11 +42,11 @@ def test_the_average_moves_a_quarter_of_the_way_to_the_online_network_after_each
 
 
 def test_averaging_off_keeps_no_average_and_on_starts_it_at_the_online_network():
-    state = Trainer(build_config(preset="two_step")).algorithm.init(jax.random.PRNGKey(0))
+    state = make_trainer(build_config(preset="two_step")).algorithm.init(jax.random.PRNGKey(0))
     assert state.average_agent is None
     assert [f.name for f in dataclasses.fields(state)] == ["params", "target_params", "opt_state",
                                                            "last_target_update_episode", "average_agent"]
-    averaging = Trainer(build_config(preset="two_step", average_policy=True,
+    averaging = make_trainer(build_config(preset="two_step", average_policy=True,
                                      policy_average_tau=0.1)).algorithm.init(jax.random.PRNGKey(0))
     for got, want in zip(jax.tree.leaves(averaging.average_agent), jax.tree.leaves(averaging.params.agent), strict=True):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))  # the average starts at the online network

@@ -21,10 +21,10 @@ import yaml
 from golden_runs import TINY_SMAX
 from qmix import cli
 from qmix.algorithms.value_decomposition.algorithm import Params, ValueDecompositionState
+from qmix.build import make_trainer
 from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
 from qmix.config import build_config
 from qmix.errors import NonFiniteError
-from qmix.learn.loop import Trainer
 from qmix.run import WALL_CLOCK_FIELDS, resume, train
 from qmix.session import finite_runs
 
@@ -73,7 +73,7 @@ def config():
 
 @pytest.fixture(scope="module")
 def trainer(config):
-    return Trainer(config)
+    return make_trainer(config)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_resume_can_raise_the_budget(uninterrupted, config, trainer, tmp_path, c
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(uninterrupted, config, trainer, tmp_path):
     # poisoned from the second update after the first checkpoint: before the second one
     poison_from_update = next(r["updates"] for r in metrics(uninterrupted) if r["env_steps"] >= 200) + 1
-    poisoned = Trainer(config)
+    poisoned = make_trainer(config)
     poisoned.init_runs = trainer.init_runs  # only the learner update is poisoned: reuse the compiled rest
     poisoned.evaluate_runs = trainer.evaluate_runs
     clean_update = poisoned.algorithm._update

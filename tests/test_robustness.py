@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from qmix import run_folder
+from qmix.build import make_trainer
 from qmix.config import build_config
 from qmix.errors import ConfigError
 from qmix.files import write_atomic
@@ -30,9 +31,8 @@ def records(folder):
 @pytest.fixture(scope="module")
 def trainer():
     """One compiled two-step trainer for every run here (seed and budget are not part of the program)."""
-    from qmix.learn.loop import Trainer
 
-    return Trainer(build_config(**TWO_STEP))
+    return make_trainer(build_config(**TWO_STEP))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from qmix.algorithms import make_algorithm
 from qmix.config import ConfigError, build_config
 from qmix.envs import make_env, sc2
 from qmix.envs.two_step import TwoStepGame
-from qmix.learn.episodes import EnvSpec
+from qmix.episodes import EnvSpec
 from qmix.learn.host_rollout import HostRollout
 from qmix.run import train
 from test_cli import run_cli

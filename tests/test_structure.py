@@ -52,3 +52,14 @@ def test_no_import_cycle_anywhere():
 def test_no_module_is_over_400_lines(name):
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{MODULES[name]} has {lines} lines; split it by job"
+
+
+def test_the_loop_and_the_algorithms_do_not_import_each_other_or_the_registries():
+    """The loop is handed its algorithm and environment; an algorithm sees episodes, never the loop."""
+    registries = {"qmix.algorithms", "qmix.envs", "qmix.build"}
+    for name, path in MODULES.items():
+        imported = imported_modules(path)
+        if name.startswith("qmix.learn"):
+            assert not {m for m in imported if m.startswith("qmix.algorithms")} | (imported & registries), name
+        if name.startswith("qmix.algorithms"):
+            assert not {m for m in imported if m.startswith("qmix.learn")}, name

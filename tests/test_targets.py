@@ -8,7 +8,7 @@ import pytest
 from qmix.algorithms import make_algorithm
 from qmix.algorithms.value_decomposition import targets as td
 from qmix.config import build_config
-from qmix.learn.episodes import EnvSpec, Episodes
+from qmix.episodes import EnvSpec, Episodes
 
 f32 = jnp.float32
 
@@ -144,7 +144,7 @@ def test_rnn_starts_every_episode_from_a_zero_hidden_state():
 
 
 def test_cutting_a_batch_to_a_time_bucket_changes_nothing():
-    from qmix.learn.episodes import time_buckets
+    from qmix.episodes import time_buckets
 
     assert time_buckets(60, 4) == [15, 30, 45, 60]
     assert time_buckets(2, 4) == [1, 2]

@@ -9,8 +9,8 @@ import yaml
 
 from golden_runs import TINY_SMAX
 from qmix.algorithms.value_decomposition.algorithm import make_optimizer
+from qmix.build import make_trainer
 from qmix.config import build_config
-from qmix.learn.loop import Trainer
 from qmix.run import train
 
 # The golden runs' tiny 3m settings, so the programs compiled for them (one seed, two side by side) are
@@ -66,7 +66,7 @@ def test_no_unavailable_action_is_stored_in_the_replay():
     import jax
 
     config = build_config(preset="default", **{**TINY, "num_envs": 8, "buffer_size_episodes": 256})
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     runners = trainer.init_runs(jax.random.PRNGKey(0)[None])
     stop = np.array([1500], np.int32)
     runners, _ = trainer.train_runs_until(runners, stop, stop)
@@ -111,7 +111,7 @@ def test_runs_start_without_a_batched_qr_and_equal_one_run_each():
 
     from qmix.learn.loop import seed_keys
 
-    trainer = Trainer(build_config(preset="default", **{**TINY, "num_seeds": 3}))
+    trainer = make_trainer(build_config(preset="default", **{**TINY, "num_seeds": 3}))
     keys = seed_keys(0, 3)
     shapes = _qr_operand_shapes(jax.make_jaxpr(trainer.init_runs)(keys).jaxpr)
     assert shapes and all(len(shape) == 2 for shape in shapes), shapes

@@ -19,12 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qmix.build import make_trainer
 from qmix.config import Config
 from qmix.envs.base import EpisodeMetrics, episode_metrics
 from qmix.envs.heuristic import wilson_interval
 from qmix.errors import ConfigError
 from qmix.files import write_atomic
-from qmix.learn.loop import Trainer
 from qmix.learn.rollout import run_episodes
 from qmix.metric_text import format_value, is_rate, label
 from qmix.policies import MAIN, saved_policies, saved_templates
@@ -115,7 +115,7 @@ def evaluate_run(
             f"`qmix evaluate` plays SMAX maps and the two-step game; '{run_dir}' trained with backend="
             f"{config.backend} (its test win rates are in metrics.jsonl)"
         )
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     which = AVERAGED if averaged else MAIN
     if averaged and which not in saved_templates(trainer):
         raise ConfigError(

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from qmix.build import make_trainer
 from qmix.checkpoint import CheckpointStore
 from qmix.errors import ConfigError
 from qmix.learn.loop import Trainer, run_slice, seed_keys
@@ -158,6 +159,6 @@ def load_policy(run_dir: str | Path, seed: int | None = None, which: str = MAIN,
     seed = seeds[0] if seed is None else seed
     if seed not in seeds:
         raise ConfigError(f"'{run_dir}' trained seeds {', '.join(map(str, seeds))}; seed {seed} is not one of them")
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     policies, source = saved_policies(run_dir, trainer, which, checkpoint_step=checkpoint_step)
     return LoadedPolicy(trainer, policies[seeds.index(seed)], source)

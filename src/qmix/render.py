@@ -16,6 +16,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from qmix.build import make_trainer
 from qmix.envs import require_capability
 from qmix.envs.smax import NO_UNIT, attacked_units
 from qmix.errors import ConfigError
@@ -85,7 +86,7 @@ def render_run(run_dir: Path, out: Path | None = None, seed: int = 0, run: int =
         raise ConfigError(f"--out must name a .gif file, got '{out}'")
     if not out.parent.is_dir():
         raise ConfigError(f"the folder of --out '{out}' does not exist")
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     policy = trainer.algorithm.policy_from_saved(MAIN, load_final(folders[run], trainer, run_dir))
     records, won, episode_return = _play_greedy_episode(trainer, policy, jax.random.PRNGKey(seed))
     frames = _world_step_frames(trainer.env.smax, records)

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 import qmix.run_folder as run_folder
+from qmix.build import make_trainer
 from qmix.checkpoint import RESUMABLE_CHANGES, CheckpointStore, Restored
 from qmix.config import Config, load_saved_config, replace
 from qmix.errors import CheckpointError, ConfigError, NonFiniteError  # noqa: F401  (NonFiniteError: raised here)
@@ -115,7 +116,7 @@ def train(
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
     check_run_dir(run_dir, force)
     with GracefulStop() as stop:
-        trainer = trainer or Trainer(config)
+        trainer = trainer or make_trainer(config)
         check_replay_fits(config, trainer.algorithm.example_item())
         existed = run_dir.exists()
         make_folder(run_dir)
@@ -182,7 +183,7 @@ def resume(
                 f"start it again with `qmix train --config {run_dir / CONFIG_FILE} --out {run_dir} --force`"
             )
         store = CheckpointStore(run_dir, config.keep_checkpoints, create=False)
-        get_trainer = functools.cache(lambda: trainer or Trainer(config))  # built once a checkpoint verifies
+        get_trainer = functools.cache(lambda: trainer or make_trainer(config))  # built once a checkpoint verifies
         restored = _restore_newest(store, config, get_trainer)
         _refuse_a_lower_budget(run_dir, config, restored, store, changes)
         check_replay_fits(config, get_trainer().algorithm.example_item())

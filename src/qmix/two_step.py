@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qmix.algorithms.base import has_joint_action_values
+from qmix.build import make_trainer
 from qmix.config import build_config
 from qmix.envs.two_step import STATE_NAMES
 from qmix.learn.loop import Trainer, run_slice, seed_keys
@@ -58,7 +59,7 @@ def run_two_step(alg: str, seed: int = 0, num_seeds: int = 5, episodes: int = 50
     config = build_config(
         preset="two_step", alg=alg, seed=seed, num_seeds=num_seeds, env_steps=2 * episodes
     )
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     runners = trainer.init_runs(seed_keys(seed, num_seeds))
     budget = np.full((num_seeds,), config.env_steps, np.int32)
     runners, _ = trainer.train_runs_until(runners, budget, budget)

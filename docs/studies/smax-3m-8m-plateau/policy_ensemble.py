@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition, select_actions
+from qmix.build import make_trainer
 from qmix.checkpoint import CheckpointStore
 from qmix.envs.heuristic import wilson_interval
 from qmix.errors import ConfigError
@@ -79,7 +80,7 @@ def same_params(a, b) -> bool:
 def networks_of_each_seed(run_dir: Path) -> list[list[tuple[str, object]]]:
     """Per seed folder: (name, agent params) of its final, averaged and older checkpointed networks."""
     config = load_run_config(run_dir)
-    trainer = Trainer(config)  # this run's own: its checkpoints hold its algorithm state (averaged or not)
+    trainer = make_trainer(config)  # this run's own: its checkpoints hold its algorithm state (averaged or not)
     averaging = getattr(config.algorithm, "average_policy", False)
     folders = seed_folders(run_dir, config)
     per_seed = [[("final", load_final(folder, trainer, run_dir).agent)] for folder in folders]
@@ -114,7 +115,7 @@ def main() -> None:
         raise SystemExit("--within-seeds takes the networks from the run folders; drop --agent-params")
 
     config = load_run_config(args.run_dirs[0])
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     algorithm = trainer.algorithm
     key = jax.random.PRNGKey(args.seed)
 

@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qmix.build import make_trainer
 from qmix.envs import make_env
 from qmix.errors import ConfigError
 from qmix.learn.loop import Trainer
@@ -85,7 +86,7 @@ def layout_win_probabilities(run_dir: Path, starts: jax.Array, plays: jax.Array,
     """(policy, [starts] share of the replays of each layout that were won) for every seed folder of a run,
     or, given agent-parameter files (flax msgpack, e.g. snapshots of a run), for each of those instead."""
     config = load_run_config(run_dir)
-    trainer = Trainer(config)
+    trainer = make_trainer(config)
     play = jax.jit(jax.vmap(jax.vmap(lambda params, s, p: greedy_win(trainer, params, s, p), in_axes=(None, None, 0)),
                             in_axes=(None, 0, 0)))
     if agent_files:

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import jax
 
-from qmix.learn.episodes import EnvSpec, Episodes
+from qmix.episodes import EnvSpec, Episodes
 
 
 class Algorithm(Protocol):

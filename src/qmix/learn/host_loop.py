@@ -14,8 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qmix.envs import make_env
-from qmix.learn.episodes import SEED_AXIS, evaluation_metrics
+from qmix.episodes import SEED_AXIS, evaluation_metrics
 from qmix.learn.host_rollout import HostRollout
 
 
@@ -28,7 +27,7 @@ class HostLoop:
     def rollout(self) -> HostRollout:
         c = self.config
         instances = itertools.count()
-        make = lambda: make_env(c, seed=c.seed * 1000 + next(instances))  # noqa: E731
+        make = lambda: self.trainer.make_host_env(c.seed * 1000 + next(instances))  # noqa: E731
         return HostRollout(self.trainer.algorithm, make, c.num_seeds, c.num_envs)
 
     @cached_property

@@ -16,7 +16,7 @@ import numpy as np
 
 from qmix.envs.base import episode_metrics
 from qmix.envs.sc2 import HostStep
-from qmix.learn.episodes import EnvSpec, Episodes, EpisodeStats, reduced
+from qmix.episodes import EnvSpec, Episodes, EpisodeStats, reduced
 from qmix.learn.rollout import policy_step
 
 

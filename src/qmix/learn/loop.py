@@ -24,10 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qmix.algorithms import make_algorithm
-from qmix.envs import make_env
 from qmix.envs.base import episode_metrics
-from qmix.learn.episodes import (
+from qmix.episodes import (
     SEED_AXIS,
     EnvSpec,
     Episodes,
@@ -54,14 +52,18 @@ class RunnerState:
 
 
 class Trainer:
-    """Builds the environment, algorithm and replay for a config and compiles the loop's pieces."""
+    """Runs an algorithm on an environment as a config says: the replay and the compiled loop's pieces.
+    Handed both (qmix.build.make_trainer builds them from the registries), it knows neither registry."""
 
-    def __init__(self, config):
+    def __init__(self, config, env, algorithm, make_host_env=None):
+        """`make_host_env(seed)`: another game like `env`, for environments stepped from Python (one per
+        environment and seed)."""
         self.config = config
-        self.env = make_env(config)
+        self.env = env
+        self.make_host_env = make_host_env
         self.host_side = getattr(self.env, "host_side", False)  # real StarCraft II: collected in Python
         self.spec = EnvSpec.of(self.env)
-        self.algorithm = make_algorithm(config, self.spec)
+        self.algorithm = algorithm
         self.buffer = fbx.make_item_buffer(max_length=config.buffer_size_episodes, min_length=config.batch_size,
                                            sample_batch_size=config.batch_size, add_batches=True)
 

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from qmix.envs.base import Environment, episode_metrics
-from qmix.learn.episodes import EnvSpec, Episodes, EpisodeStats, reduced
+from qmix.episodes import EnvSpec, Episodes, EpisodeStats, reduced
 
 
 def policy_step(algorithm, policy: Any, key: jax.Array, actor_state: Any, obs: jax.Array, avail: jax.Array):

@@ -33,7 +33,7 @@ def _example_item(config: Config):
     """One stored episode of the run's algorithm on its environment (built once per map and settings)."""
     from qmix.algorithms import make_algorithm
     from qmix.envs import make_env
-    from qmix.learn.episodes import EnvSpec
+    from qmix.episodes import EnvSpec
 
     return make_algorithm(config, EnvSpec.of(make_env(config))).example_item()
 

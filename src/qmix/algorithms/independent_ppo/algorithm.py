@@ -21,7 +21,7 @@ from flax import struct
 
 from qmix.algorithms.independent_ppo.advantages import gae
 from qmix.algorithms.independent_ppo.settings import IndependentPPOSettings
-from qmix.learn.episodes import EnvSpec, Episodes, previous_actions
+from qmix.episodes import EnvSpec, Episodes, previous_actions
 from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
 
 

@@ -19,7 +19,7 @@ from flax import struct
 
 from qmix.algorithms.value_decomposition import targets as td
 from qmix.algorithms.value_decomposition.settings import ValueDecompositionSettings
-from qmix.learn.episodes import EnvSpec, Episodes, previous_actions, time_buckets, truncate_episodes
+from qmix.episodes import EnvSpec, Episodes, previous_actions, time_buckets, truncate_episodes
 from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
 from qmix.nets.mixers import MIXERS, MixerInput
 

@@ -27,9 +27,15 @@ def without_wall_clock(records):
     return [{k: v for k, v in r.items() if k not in WALL_CLOCK} for r in records]
 
 
-def test_a_tiny_run_writes_a_complete_run_folder(tmp_path):
+@pytest.fixture(scope="module")
+def trainer():
+    """One trainer for the TINY runs here: seeds are its programs' inputs, so any seed or number of seeds."""
+    return make_trainer(build_config(preset="default", **TINY))
+
+
+def test_a_tiny_run_writes_a_complete_run_folder(trainer, tmp_path):
     config = build_config(preset="default", **TINY)
-    summary = train(config, tmp_path / "run", progress=False)
+    summary = train(config, tmp_path / "run", progress=False, trainer=trainer)
     folder = summary.run_dir
     assert yaml.safe_load((folder / "config.yaml").read_text()) == {"config_format": 2, **config.to_dict()}
     records = lines(folder / "metrics.jsonl")
@@ -43,11 +49,11 @@ def test_a_tiny_run_writes_a_complete_run_folder(tmp_path):
     assert (folder / "params.msgpack").stat().st_size > 0
 
 
-def test_seeds_side_by_side_equal_the_same_seeds_one_at_a_time(tmp_path):
+def test_seeds_side_by_side_equal_the_same_seeds_one_at_a_time(trainer, tmp_path):
     together = train(build_config(preset="default", seed=3, num_seeds=2, **TINY), tmp_path / "both", progress=False,
-                     tensorboard=False)
+                     tensorboard=False, trainer=trainer)
     alone = train(build_config(preset="default", seed=4, **TINY), tmp_path / "alone", progress=False,
-                  tensorboard=False)
+                  tensorboard=False, trainer=trainer)
     assert (tmp_path / "both" / "seed_3" / "metrics.jsonl").exists()
     vmapped = without_wall_clock(lines(tmp_path / "both" / "seed_4" / "metrics.jsonl"))
     single = without_wall_clock(lines(tmp_path / "alone" / "metrics.jsonl"))
@@ -104,15 +110,14 @@ def _qr_operand_shapes(jaxpr) -> list[tuple[int, ...]]:
     return shapes
 
 
-def test_runs_start_without_a_batched_qr_and_equal_one_run_each():
+def test_runs_start_without_a_batched_qr_and_equal_one_run_each(trainer):
     """The GRU's orthogonal initialisers factorise matrices; vmapped over seeds that became one batched
     LAPACK QR, which could wait forever on XLA:CPU's 2-thread pool. Every QR must be of one matrix."""
     import jax
 
     from qmix.learn.loop import seed_keys
 
-    trainer = make_trainer(build_config(preset="default", **{**TINY, "num_seeds": 3}))
-    keys = seed_keys(0, 3)
+    keys = seed_keys(0, 3)  # three runs of the TINY trainer
     shapes = _qr_operand_shapes(jax.make_jaxpr(trainer.init_runs)(keys).jaxpr)
     assert shapes and all(len(shape) == 2 for shape in shapes), shapes
     runs = trainer.init_runs(keys)

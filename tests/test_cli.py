@@ -2,23 +2,15 @@
 
 import json
 import shutil
-import sys
 
 import pytest
 
-from qmix import cli
+from command_line import qmix_cli
 
 
 def run_cli(argv, capsys):
-    old = sys.argv
-    sys.argv = ["qmix", *argv]
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main()
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out + captured.err
+    code, out, err = qmix_cli(capsys, *argv)
+    return code, out + err
 
 
 @pytest.fixture

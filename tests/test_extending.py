@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import pytest
 from flax import struct
 
+from command_line import qmix_cli
 from qmix.config import build_config
 from qmix.envs import ENVIRONMENTS, TimeStep
 from qmix.errors import ConfigError
@@ -150,15 +151,7 @@ def test_the_new_mixer_trains_on_the_new_environment(extended, tmp_path, capsys)
 
 
 def _listed(cli, capsys, command):
-    import sys
-
-    old, sys.argv = sys.argv, ["qmix", command]
-    try:
-        with pytest.raises(SystemExit):
-            cli.main()
-    finally:
-        sys.argv = old
-    return capsys.readouterr().out
+    return qmix_cli(capsys, command)[1]
 
 
 def algorithms_listed(cli, capsys):
@@ -170,22 +163,6 @@ def maps_listed(cli, capsys):
 
 
 # --- docs/extending.md, "An algorithm of another family" and "An environment without a win" ---
-def qmix_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """`qmix ARGS` in this process (its compiled functions are shared with the other tests): exit code, out, err."""
-    import sys
-
-    from qmix import cli
-
-    old, sys.argv = sys.argv, ["qmix", *args]
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            cli.main()
-    finally:
-        sys.argv = old
-    captured = capsys.readouterr()
-    return stopped.value.code, captured.out, captured.err
-
-
 TINY_CLI = ("--no-progress", "--env-steps", "300", "num_envs=2", "test_interval_env_steps=150", "test_episodes=2",
             "final_evaluation_episodes=4", "agent_hidden_dim=8")
 

@@ -45,6 +45,20 @@ class TimeStep:
         return self.terminated | self.truncated
 
 
+class EqualByIdentity:
+    """Adapters equal (and hashed) by `_identity()`: two adapters of the same task compare equal, so jit
+    functions that take one as a static argument are compiled once for both."""
+
+    def _identity(self) -> tuple:
+        raise NotImplementedError
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+
 @dataclass(frozen=True)
 class Measure:
     """A per-episode number an environment reports beyond return, length and win, from TimeStep.info[name].

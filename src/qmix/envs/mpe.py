@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from qmix.envs.base import EnvState, Measure, TimeStep
+from qmix.envs.base import EnvState, EqualByIdentity, Measure, TimeStep
 from qmix.envs.jaxmarl_import import quiet_import
 from qmix.settings import check, setting
 
@@ -63,7 +63,7 @@ def make_simple_spread(name: str, settings: MpeSettings) -> SimpleSpreadEnv:
     return SimpleSpreadEnv(n_agents=settings.agents, episode_limit=settings.episode_limit)
 
 
-class SimpleSpreadEnv:
+class SimpleSpreadEnv(EqualByIdentity):
     """simple_spread as an `Environment` (base.py); env_state is jaxmarl's MPE `State`.
 
     env_state.p_pos / p_vel: [N + L, 2] positions and velocities, agents first, then the L = N landmarks;
@@ -93,12 +93,6 @@ class SimpleSpreadEnv:
     # Equal settings give equal environments, so jit caches keyed on the env are shared between instances.
     def _identity(self) -> tuple:
         return (type(self), self.n_agents, self.episode_limit)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SimpleSpreadEnv) and self._identity() == other._identity()
-
-    def __hash__(self) -> int:
-        return hash(self._identity())
 
     def __repr__(self) -> str:
         return f"SimpleSpreadEnv(n_agents={self.n_agents}, episode_limit={self.episode_limit})"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 
-from qmix.envs.base import EnvState, TimeStep
+from qmix.envs.base import EnvState, EqualByIdentity, TimeStep
 from qmix.envs.jaxmarl_import import quiet_import
 from qmix.paper import PAPER_MAPS
 from qmix.settings import check, check_choices, setting
@@ -205,7 +205,7 @@ def make_smax(name: str, settings: SmaxSettings) -> SmaxEnv:
     return SmaxEnv(name, reward=settings.reward, episode_limit=settings.episode_limit)
 
 
-class SmaxEnv:
+class SmaxEnv(EqualByIdentity):
     """A SMAX map as an `Environment` (base.py); the enemy is SMAX's scripted heuristic.
 
     env_state is jaxmarl's `HeuristicEnemySMAX` state; `env_state.state` holds the units
@@ -250,12 +250,6 @@ class SmaxEnv:
     # Equal settings give equal environments, so jit caches keyed on the env are shared between instances.
     def _identity(self) -> tuple:
         return (type(self), self.name, self.reward_setting, self.episode_limit)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, SmaxEnv) and self._identity() == other._identity()
-
-    def __hash__(self) -> int:
-        return hash(self._identity())
 
     def __repr__(self) -> str:
         return f"SmaxEnv({self.name!r}, reward={self.reward_setting!r}, episode_limit={self.episode_limit})"

@@ -165,42 +165,46 @@ def test_two_writers_of_one_file_never_collide(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]  # no temporary file left
 
 
-STOPPED_RUN = """
+STOPPED_RUNS = """
 import json, os, signal, sys
+from pathlib import Path
 from qmix.config import build_config
 from qmix.run import train
+from qmix.stopping import StopRequested
 
-signum = getattr(signal, sys.argv[3])
-sent = []
+code = 0
+for name in sys.argv[3:]:  # one run per signal, one after the other in this process
+    signum, sent = getattr(signal, name), []
 
-def signal_once(path):  # the signal arrives while the run is busy: right after its first checkpoint
-    if not sent:
-        sent.append(os.kill(os.getpid(), signum))
+    def signal_once(path):  # the signal arrives while the run is busy: right after its first checkpoint
+        if not sent:
+            sent.append(os.kill(os.getpid(), signum))
 
-try:
-    train(build_config(**json.loads(sys.argv[2])), sys.argv[1], progress=False, tensorboard=False,
-          on_checkpoint=signal_once)
-except BaseException as error:
-    from qmix.stopping import StopRequested
-    if isinstance(error, StopRequested):
-        print(error, file=sys.stderr)
-        sys.exit(error.exit_code)
-    raise
+    try:
+        train(build_config(**json.loads(sys.argv[2])), Path(sys.argv[1]) / name, progress=False,
+              tensorboard=False, on_checkpoint=signal_once)
+    except StopRequested as error:
+        code = error.exit_code
+        print(f"{name}: exit code {code}: {error}", file=sys.stderr)
+sys.exit(code)
 """
 
 
-@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGINT", 130)])
-def test_a_signal_stops_at_a_safe_point_with_a_checkpoint_and_the_run_resumes_exactly(name, code, finished, trainer,
-                                                                                     tmp_path):
-    run = tmp_path / "run"
-    settings = {k: v for k, v in TWO_STEP.items()}
-    done = subprocess.run([sys.executable, "-c", STOPPED_RUN, str(run), json.dumps(settings), name],
+def test_a_signal_stops_at_a_safe_point_with_a_checkpoint_and_the_run_resumes_exactly(finished, trainer, tmp_path):
+    # SIGTERM, then SIGINT, each stopping a run of one process (one start-up for both); the process exits
+    # with the last run's code
+    codes = {"SIGTERM": 143, "SIGINT": 130}
+    done = subprocess.run([sys.executable, "-c", STOPPED_RUNS, str(tmp_path), json.dumps(TWO_STEP), *codes],
                           capture_output=True, text=True, timeout=600)
-    assert done.returncode == code, done.stderr
-    assert f"stopped by {name} at env step 200" in done.stderr and f"qmix train --resume {run}" in done.stderr
-    assert not (run / "params.msgpack").exists()
-    resume(run, trainer=trainer, **QUIET)
-    assert records(run) == records(finished)
+    assert done.returncode == codes["SIGINT"], done.stderr
+    for name, code in codes.items():
+        run = tmp_path / name
+        [line] = [line for line in done.stderr.splitlines() if line.startswith(f"{name}: ")]
+        assert line.startswith(f"{name}: exit code {code}: "), done.stderr
+        assert f"stopped by {name} at env step 200" in line and f"qmix train --resume {run}" in line
+        assert not (run / "params.msgpack").exists()
+        resume(run, trainer=trainer, **QUIET)
+        assert records(run) == records(finished)
 
 
 def test_a_signal_during_start_up_exits_cleanly_and_leaves_no_run_folder(tmp_path):

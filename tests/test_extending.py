@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 from flax import struct
 
@@ -167,24 +168,38 @@ TINY_CLI = ("--no-progress", "--env-steps", "300", "num_envs=2", "test_interval_
             "final_evaluation_episodes=4", "agent_hidden_dim=8")
 
 
-def test_an_on_policy_family_trains_evaluates_renders_and_plots_from_the_command_line(tmp_path, capsys):
-    run = tmp_path / "ippo"
-    code, out, err = qmix_cli(capsys, "train", "--alg", "ippo", "--map", "3m", "--out", str(run), *TINY_CLI,
+def train_ippo(capsys, run, map_name: str):
+    code, out, err = qmix_cli(capsys, "train", "--alg", "ippo", "--map", map_name, "--out", str(run), *TINY_CLI,
                               "critic_hidden_dim=8", "epochs=2", "minibatches=2")
     assert code == 0, err
-    assert "ippo on 3m" in out and "win rate" in out
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     # on-policy: one update per iteration of 2 episodes, each of epochs x minibatches = 4 gradient steps
     assert records[-1]["updates"] == 4 * records[-1]["episodes"] // 2
-    assert {"policy_loss", "value_loss", "entropy", "test_win_rate"} <= set(records[-1])
+    assert {"policy_loss", "value_loss", "entropy", "clip_fraction", "test_return"} <= set(records[-1])
+    return out
+
+
+def test_an_on_policy_family_trains_evaluates_and_plots_from_the_command_line(tmp_path, capsys):
+    run = tmp_path / "ippo"
+    out = train_ippo(capsys, run, "two_step")
+    assert "ippo on two_step" in out and "return" in out
     code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
-    assert code == 0 and "win rate" in out and "lost" in out, err
-    code, out, err = qmix_cli(capsys, "render", str(run), "--out", str(tmp_path / "ippo.gif"))
-    assert code == 0 and (tmp_path / "ippo.gif").stat().st_size > 0, err
+    assert code == 0 and "return" in out, err
     code, out, err = qmix_cli(capsys, "plot", str(run), "--metric", "test_return", "--out", str(tmp_path / "curve"))
     assert code == 0 and (tmp_path / "curve.png").is_file(), err
     code, out, err = qmix_cli(capsys, "two-step", "--alg", "ippo", "--seeds", "1", "--episodes", "20")
     assert code == 0 and "no joint values" in out, err
+
+
+@pytest.mark.slow
+def test_an_on_policy_family_plays_and_renders_a_starcraft_map_from_the_command_line(tmp_path, capsys):
+    run = tmp_path / "ippo"
+    out = train_ippo(capsys, run, "3m")
+    assert "ippo on 3m" in out and "win rate" in out
+    code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
+    assert code == 0 and "win rate" in out and "lost" in out, err
+    code, out, err = qmix_cli(capsys, "render", str(run), "--out", str(tmp_path / "ippo.gif"))
+    assert code == 0 and (tmp_path / "ippo.gif").stat().st_size > 0, err
 
 
 @pytest.mark.parametrize("alg", ["qmix", pytest.param("vdn", marks=pytest.mark.slow)])
@@ -194,9 +209,12 @@ def test_an_environment_without_a_win_trains_evaluates_and_plots_its_return(alg,
                               "batch_size=4", "buffer_size_episodes=16", "mixing_embed_dim=8", "hypernet_embed_dim=16")
     assert code == 0, err
     assert f"{alg} on simple_spread" in out and "return" in out and "win" not in out
-    record = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert {"test_return", "test_collisions", "test_occupied_landmarks"} <= set(record)
-    assert not any("win" in key for key in record)
+    assert (run / "params.msgpack").exists()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["env_steps"] for r in records] == [0, 150, 300]
+    assert all(np.isfinite(r["test_return"]) and r["test_return"] < 0 for r in records)  # distances cost
+    assert {"test_return", "test_collisions", "test_occupied_landmarks"} <= set(records[-1])
+    assert not any("win" in key for record in records for key in record)
     code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
     assert code == 0 and "return" in out and "win" not in out and "time limit" not in out, err
     code, out, err = qmix_cli(capsys, "plot", str(run), "--out", str(tmp_path / "curve"))  # its headline: return

@@ -26,9 +26,10 @@ def test_an_unwritable_cache_folder_is_one_warning_line_and_no_cache(tmp_path, c
     assert capsys.readouterr().err == ""
 
 
-def test_help_and_the_compiling_commands_own_help_import_no_heavy_library():
+def test_help_the_listings_and_the_compiling_commands_own_help_import_no_heavy_library():
     heavy = ("jax", "flax", "optax", "jaxmarl", "ray", "matplotlib")
-    for argv in (["--help"], ["train", "--help"], []):
+    listings = (["maps"], ["algs"], ["config"], ["config", "--alg", "ippo", "--map", "simple_spread"])
+    for argv in (["--help"], ["train", "--help"], [], *listings):
         script = ("import sys\nfrom qmix.cli import main\n"
                   f"sys.argv = ['qmix', *{argv!r}]\n"
                   "try:\n    main()\nexcept SystemExit:\n    pass\n"

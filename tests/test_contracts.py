@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from qmix.algorithms import ALGORITHMS
-from qmix.algorithms.base import has_joint_action_values
+from qmix.algorithms.base import has_joint_action_values, uses_replay
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
 from qmix.build import make_trainer
 from qmix.config import build_config
@@ -120,6 +120,7 @@ def test_every_algorithm_acts_on_available_actions_and_makes_one_finite_update(n
     config = build_config(preset="two_step", alg=name, batch_size=4, buffer_size_episodes=8)
     trainer = make_trainer(config)
     algorithm = trainer.algorithm
+    assert uses_replay(ALGORITHMS.entry(name)) == algorithm.uses_replay, "the registry's fact and the class disagree"
     state = algorithm.init(jax.random.PRNGKey(0))
     example = algorithm.example_item()
     assert isinstance(example, Episodes) and example.obs.shape[0] == two_step_spec.episode_limit + 1
@@ -155,7 +156,7 @@ def test_every_algorithm_acts_on_available_actions_and_makes_one_finite_update(n
 def test_every_mixer_returns_its_outputs_and_a_monotonic_one_is_monotonic(name):
     entry = MIXERS.entry(name)
     # built from the settings the algorithm it trains under is given (the family's and the mixer's own)
-    mixer = entry.target(settings_with_mixer(entry.facts.get("settings"))(mixing_embed_dim=8, hypernet_embed_dim=16))
+    mixer = entry.load()(settings_with_mixer(entry.facts.get("settings"))(mixing_embed_dim=8, hypernet_embed_dim=16))
     n, a, s = 3, 4, 5
     keys = jax.random.split(jax.random.PRNGKey(0), 5)
     all_qs = 3.0 * jax.random.normal(keys[0], (16, n, a))

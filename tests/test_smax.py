@@ -18,7 +18,6 @@ from qmix.envs.smax import (
     COLOSSUS,
     MOVE_DIRECTIONS,
     NOOP_ACTION,
-    PAPER_MAPS,
     SMAC_MAX_RETURN,
     SMAX_MAPS,
     UNIT_TYPE_INDEX,
@@ -26,6 +25,7 @@ from qmix.envs.smax import (
     SmaxEnv,
     list_maps,
 )
+from qmix.paper import PAPER_MAPS
 
 N_TYPES = len(UNIT_TYPES)  # 7: SMAX's six and the colossus
 UNIT_FEATURES = 7 + N_TYPES  # what an agent sees of another unit

@@ -291,7 +291,7 @@ def validate(config: Config) -> None:
     """Catch wrong values before any compiling starts: each owner checks its own, then the run's."""
     from qmix.algorithms.base import uses_replay
 
-    RunSettings.validate(config, uses_replay(algorithm_entry(config.alg).target))
+    RunSettings.validate(config, uses_replay(algorithm_entry(config.alg)))
     config.environment.validate(config)
     config.algorithm.validate(config)
 

@@ -20,7 +20,7 @@ def replay_bytes(config, example_item) -> int:
     from qmix.algorithms import ALGORITHMS
     from qmix.algorithms.base import uses_replay
 
-    if not uses_replay(ALGORITHMS.get(config.alg)):
+    if not uses_replay(ALGORITHMS.entry(config.alg)):
         return 0
     return item_bytes(example_item) * config.buffer_size_episodes * config.num_seeds
 

@@ -1,12 +1,15 @@
 """One registry mechanism for environments, algorithms, mixers and agent networks.
 
 An entry is a name, a one-line description, the object it names and any static facts about it. Unknown
-names get a one-line ConfigError with the closest registered name.
+names get a one-line ConfigError with the closest registered name. The object may be given as
+"module:attribute", imported on first use: listing names, descriptions and facts imports nothing heavy.
 """
 
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -27,6 +30,10 @@ class Entry(Generic[T]):
     target: T
     description: str
     facts: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> T:
+        """The object the entry names, imported now if it was registered as "module:attribute"."""
+        return _resolve(self.target) if isinstance(self.target, str) else self.target
 
     def __getattr__(self, name: str) -> Any:  # facts read as attributes: entry.monotonic
         try:
@@ -82,7 +89,7 @@ class Registry(Generic[T]):
         return self._entries[name]
 
     def get(self, name: str) -> T:
-        return self.entry(name).target
+        return self.entry(name).load()
 
     def names(self) -> list[str]:
         self._refresh()
@@ -101,3 +108,9 @@ class Registry(Generic[T]):
         self._refresh()
         width = max((len(name) for name in self._entries), default=0)
         return [f"{e.name:<{width}}  {e.description}" for e in self]
+
+
+@functools.cache
+def _resolve(path: str) -> Any:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)

@@ -1,20 +1,30 @@
 """The algorithm registry: a name, a factory `(settings, EnvSpec) -> Algorithm`, its settings class.
 
 Adding an algorithm: a package beside value_decomposition/ (its settings class and the functions of
-algorithms/base.py) and one `ALGORITHMS.add` line here. A new mixer of the value-decomposition family
-needs no line here: its `MIXERS.add(..., algorithm="name")` line makes it an algorithm.
+algorithms/base.py) and one `ALGORITHMS.add` line here, its factory named "module:attribute" so that it
+is imported only when a run builds it (listing and configuring import no JAX). A new mixer of the
+value-decomposition family needs no line here: its `MIXERS.add(..., algorithm="name")` line makes it an
+algorithm. Facts: `settings` (the class), `family` (its presets' block), `uses_replay` (False: on-policy).
 """
 
 from __future__ import annotations
 
-from functools import partial
-
-from qmix.algorithms.independent_ppo.algorithm import IndependentPPO
 from qmix.algorithms.independent_ppo.settings import IndependentPPOSettings
-from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
-from qmix.nets.mixers import MIXERS
+from qmix.nets.mixer_registry import MIXERS
 from qmix.registry import Registry
+
+
+class ValueDecompositionWith:
+    """The value-decomposition family's factory for one mixer, importing the family's code when called."""
+
+    def __init__(self, mixer: str):
+        self.mixer = mixer
+
+    def __call__(self, settings, spec):
+        from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition
+
+        return ValueDecomposition(settings, spec, mixer=self.mixer)
 
 
 def _value_decomposition_algorithms(algorithms: Registry) -> None:
@@ -23,16 +33,18 @@ def _value_decomposition_algorithms(algorithms: Registry) -> None:
     for mixer in MIXERS:
         name = mixer.facts.get("algorithm")
         if name and name not in algorithms:
-            algorithms.add(name, partial(ValueDecomposition, mixer=mixer.name), mixer.algorithm_description,
+            algorithms.add(name, ValueDecompositionWith(mixer.name), mixer.algorithm_description,
                            settings=settings_with_mixer(mixer.facts.get("settings")), mixer=mixer.name,
-                           family="value_decomposition")
+                           family="value_decomposition", uses_replay=True)
 
 
 ALGORITHMS: Registry = Registry("algorithm", derive=_value_decomposition_algorithms)
 _value_decomposition_algorithms(ALGORITHMS)  # the paper's algorithms first in listings
-# Algorithms of other families: one ALGORITHMS.add(name, factory, description, settings=SettingsClass) line each.
-ALGORITHMS.add("ippo", IndependentPPO, "IPPO: independent PPO actors and critics, shared across agents (on-policy)",
-               settings=IndependentPPOSettings, family="independent_ppo")
+# Algorithms of other families: one ALGORITHMS.add(name, "module:Class", description, settings=..., family=...,
+# uses_replay=...) line each.
+ALGORITHMS.add("ippo", "qmix.algorithms.independent_ppo.algorithm:IndependentPPO",
+               "IPPO: independent PPO actors and critics, shared across agents (on-policy)",
+               settings=IndependentPPOSettings, family="independent_ppo", uses_replay=False)
 
 
 def make_algorithm(config, spec):

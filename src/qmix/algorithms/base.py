@@ -12,11 +12,12 @@ Axes: E environments, N agents, A actions; the loop vmaps every function over a 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import jax
+if TYPE_CHECKING:  # annotations only: configuring a run imports this module, and no JAX
+    import jax
 
-from qmix.episodes import EnvSpec, Episodes
+    from qmix.episodes import EnvSpec, Episodes
 
 
 class Algorithm(Protocol):
@@ -89,7 +90,10 @@ def has_joint_action_values(algorithm: Any) -> bool:
     return callable(getattr(algorithm, "joint_action_values", None))
 
 
-def uses_replay(factory: Any) -> bool:
-    """Whether the algorithm an ALGORITHMS entry builds learns from a replay, read off its class (a factory
-    may be a functools.partial of it) before anything is built."""
-    return bool(getattr(getattr(factory, "func", factory), "uses_replay", True))
+def uses_replay(entry: Any) -> bool:
+    """Whether the algorithm of an ALGORITHMS entry learns from a replay, before anything is built: the
+    entry's `uses_replay` fact (the contract tests check it against the algorithm's own attribute), else
+    the attribute of the class it names."""
+    if "uses_replay" in entry.facts:
+        return bool(entry.facts["uses_replay"])
+    return bool(getattr(entry.load(), "uses_replay", True))

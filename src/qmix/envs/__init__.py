@@ -7,28 +7,41 @@ settings)` function) and a registry line here. An entry's facts say what else it
 
 from __future__ import annotations
 
-from qmix.envs.base import Environment, EpisodeMetrics, TimeStep, episode_metrics
-from qmix.envs.mpe import MpeSettings, make_simple_spread
-from qmix.envs.sc2 import Sc2Settings, make_sc2
-from qmix.envs.smax import SmaxSettings, describe_map, list_maps, make_smax
-from qmix.envs.two_step import make_two_step
+from typing import TYPE_CHECKING
+
+from qmix.envs.mpe_settings import MpeSettings
+from qmix.envs.sc2 import Sc2Settings
+from qmix.envs.smax_maps import SmaxSettings, describe_map, list_maps
 from qmix.errors import ConfigError
 from qmix.registry import Entry, Registry
 from qmix.settings import NoSettings
 
+if TYPE_CHECKING:
+    from qmix.envs.base import Environment, EpisodeMetrics
+
 __all__ = ["ENVIRONMENTS", "Environment", "TimeStep", "declared_metrics", "environment_entry", "make_env",
            "require_capability"]
 
+
+def __getattr__(name: str):
+    # the interface's types, imported on first use (they import JAX)
+    if name in ("Environment", "TimeStep"):
+        from qmix.envs import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'qmix.envs' has no attribute '{name}'")
+
 ENVIRONMENTS: Registry = Registry("map")
-ENVIRONMENTS.add("two_step", make_two_step, "the two-step matrix game of the QMIX paper (section 5, Table 1)",
+# Adapters are named "module:function" and imported when a run needs them (JAX and jaxmarl load slowly).
+ENVIRONMENTS.add("two_step", "qmix.envs.two_step:make_two_step", "the two-step matrix game of the QMIX paper (section 5, Table 1)",
                  settings=NoSettings)
 for _name in list_maps():
-    ENVIRONMENTS.add(_name, make_smax, describe_map(_name), settings=SmaxSettings, heuristic=True, render=True)
-ENVIRONMENTS.add("simple_spread", make_simple_spread, "MPE simple_spread (jaxmarl): 3 agents cover 3 landmarks "
+    ENVIRONMENTS.add(_name, "qmix.envs.smax:make_smax", describe_map(_name), settings=SmaxSettings, heuristic=True, render=True)
+ENVIRONMENTS.add("simple_spread", "qmix.envs.mpe:make_simple_spread", "MPE simple_spread (jaxmarl): 3 agents cover 3 landmarks "
                  "without colliding, 25 steps, no win (docs/mpe.md)", settings=MpeSettings)
 
 # backend=sc2 plays any SMAC map in real StarCraft II, stepped from Python (docs/sc2.md)
-SC2 = Entry("sc2", make_sc2, "a SMAC map in StarCraft II", {"settings": Sc2Settings})
+SC2 = Entry("sc2", "qmix.envs.sc2:make_sc2", "a SMAC map in StarCraft II", {"settings": Sc2Settings})
 
 
 def environment_entry(name: str, backend: str = "smax") -> Entry:
@@ -41,19 +54,21 @@ def make_env(config, seed: int = 0) -> Environment:
     """The environment a config trains on; `seed` seeds host-side games (JAX ones take keys instead)."""
     entry = environment_entry(config.map, config.backend)
     if config.backend == "sc2":
-        return entry.target(config.map, config.environment, seed=seed)
-    return entry.target(config.map, config.environment)
+        return entry.load()(config.map, config.environment, seed=seed)
+    return entry.load()(config.map, config.environment)
 
 
 def declared_metrics(name: str, backend: str = "smax") -> EpisodeMetrics:
     """What the environment of a map declares about its episodes (made with its default settings; a real
     StarCraft II map is not started: its adapter class declares the same)."""
+    from qmix.envs.base import episode_metrics
+
     entry = environment_entry(name, backend)
     if backend == "sc2":
         from qmix.envs.sc2 import SC2Env
 
         return episode_metrics(SC2Env)
-    return episode_metrics(entry.target(name, entry.settings()))
+    return episode_metrics(entry.load()(name, entry.settings()))
 
 
 def require_capability(name: str, capability: str, what: str, backend: str = "smax") -> None:

@@ -22,20 +22,16 @@ docs/mpe.md describes the task. What the adapter decides, and why:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 
 from qmix.envs.base import EnvState, EqualByIdentity, Measure, TimeStep
 from qmix.envs.jaxmarl_import import quiet_import
-from qmix.settings import check, setting
+from qmix.envs.mpe_settings import DEFAULT_AGENTS, DEFAULT_EPISODE_LIMIT, MpeSettings  # noqa: F401
 
 with quiet_import():
     from jaxmarl.environments.mpe import SimpleSpreadMPE
 
-DEFAULT_AGENTS = 3  # jaxmarl's default: 3 agents, 3 landmarks
-DEFAULT_EPISODE_LIMIT = 25  # jaxmarl's (and PettingZoo's) max_steps
 N_ACTIONS = 5  # no-op, left, right, down, up
 # A landmark counts as occupied when an agent is this close to it: MPE's own benchmark threshold.
 OCCUPIED_DISTANCE = 0.1
@@ -45,18 +41,6 @@ MEASURES = (
     Measure("occupied_landmarks", f"landmarks with an agent within {OCCUPIED_DISTANCE} at the end", "last"),
     Measure("landmark_distance", "mean distance from each landmark to its nearest agent at the end", "last"),
 )
-
-
-@dataclass(frozen=True)
-class MpeSettings:
-    """How simple_spread is played."""
-
-    agents: int = setting(DEFAULT_AGENTS, "agents, and as many landmarks to cover")
-    episode_limit: int = setting(DEFAULT_EPISODE_LIMIT, "time limit in steps (jaxmarl's max_steps: 25)")
-
-    def validate(self, config) -> None:
-        check(self.agents >= 1, f"agents must be at least 1, got {self.agents}")
-        check(self.episode_limit >= 1, f"episode_limit must be at least 1 step, got {self.episode_limit}")
 
 
 def make_simple_spread(name: str, settings: MpeSettings) -> SimpleSpreadEnv:

@@ -10,63 +10,27 @@ unit-type one-hot has the same meaning on every map. docs/smax.md derives the co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 
 from qmix.envs.base import EnvState, EqualByIdentity, TimeStep
 from qmix.envs.jaxmarl_import import quiet_import
-from qmix.paper import PAPER_MAPS
-from qmix.settings import check, check_choices, setting
+from qmix.envs.smax_maps import (  # noqa: F401  (the maps' facts, also read from here)
+    COLOSSUS,
+    REWARD_SETTINGS,
+    SMAX_MAPS,
+    UNIT_TYPE_INDEX,
+    UNIT_TYPES,
+    MapSpec,
+    SmaxSettings,
+    UnitType,
+    describe_map,
+    get_map,
+    list_maps,
+)
 
 with quiet_import():
     from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
-
-
-# ---------------------------------------------------------------------------------------------------
-# Unit types
-
-
-@dataclass(frozen=True)
-class UnitType:
-    """One unit type's stats in SMAX units (distance: SC2 map units; time: seconds; see docs/smax.md)."""
-
-    name: str
-    shorthand: str
-    velocity: float  # distance per second
-    attack: float  # damage of one attack (health + shield points)
-    attack_range: float
-    sight_range: float
-    radius: float
-    health: float  # SC2 hit points + shields
-    weapon_cooldown: float  # seconds between attacks
-
-
-# SMAX's six default unit types, unchanged (a test checks them against jaxmarl's defaults), then the
-# colossus, derived from StarCraft II with SMAX's own conventions (docs/smax.md, "The colossus").
-COLOSSUS = UnitType(
-    "colossus",
-    "c",
-    velocity=3.15,
-    attack=10.0,
-    attack_range=7.0,
-    sight_range=10.0,
-    radius=1.0,
-    health=350.0,
-    weapon_cooldown=1.07,
-)
-UNIT_TYPES: tuple[UnitType, ...] = (
-    # name, shorthand, velocity, attack, attack_range, sight_range, radius, health, weapon_cooldown
-    UnitType("marine", "m", 3.15, 9.0, 5.0, 9.0, 0.375, 45.0, 0.61),
-    UnitType("marauder", "M", 2.25, 10.0, 6.0, 10.0, 0.5625, 125.0, 1.07),
-    UnitType("stalker", "s", 4.13, 13.0, 6.0, 10.0, 0.625, 160.0, 1.87),
-    UnitType("zealot", "Z", 3.15, 8.0, 2.0, 9.0, 0.5, 150.0, 0.86),
-    UnitType("zergling", "z", 4.13, 5.0, 2.0, 8.0, 0.375, 35.0, 0.5),
-    UnitType("hydralisk", "h", 3.15, 12.0, 5.0, 9.0, 0.625, 80.0, 0.59),
-    COLOSSUS,
-)
-UNIT_TYPE_INDEX = {unit.name: i for i, unit in enumerate(UNIT_TYPES)}
 
 
 def _unit_type_kwargs() -> dict:
@@ -88,90 +52,11 @@ def _unit_type_kwargs() -> dict:
     )
 
 
-# ---------------------------------------------------------------------------------------------------
-# Maps
-
-
-@dataclass(frozen=True)
-class MapSpec:
-    """A map: the unit type of each ally and each enemy (in agent order) and SMAC's episode limit."""
-
-    allies: tuple[str, ...]
-    enemies: tuple[str, ...]
-    episode_limit: int
-
-
-def _team(*groups: tuple[int, str]) -> tuple[str, ...]:
-    """`_team((3, "stalker"), (5, "zealot"))` -> the unit type of each team member, in order."""
-    return tuple(name for count, name in groups for _ in range(count))
-
-
-def _symmetric(episode_limit: int, *groups: tuple[int, str]) -> MapSpec:
-    return MapSpec(_team(*groups), _team(*groups), episode_limit)
-
-
-# Episode limits are SMAC's, except 5m (not a SMAC map: 60, the limit of 3m, is our choice).
-SMAX_MAPS: dict[str, MapSpec] = {
-    # the paper's maps
-    "3m": _symmetric(60, (3, "marine")),
-    "5m": _symmetric(60, (5, "marine")),
-    "8m": _symmetric(120, (8, "marine")),
-    "2s3z": _symmetric(120, (2, "stalker"), (3, "zealot")),
-    "3s5z": _symmetric(150, (3, "stalker"), (5, "zealot")),
-    "1c3s5z": _symmetric(180, (1, "colossus"), (3, "stalker"), (5, "zealot")),
-    # SMAX's own maps (apart from the randomised smacv2_* ones)
-    "25m": _symmetric(150, (25, "marine")),
-    "5m_vs_6m": MapSpec(_team((5, "marine")), _team((6, "marine")), 70),
-    "10m_vs_11m": MapSpec(_team((10, "marine")), _team((11, "marine")), 150),
-    "27m_vs_30m": MapSpec(_team((27, "marine")), _team((30, "marine")), 180),
-    "3s5z_vs_3s6z": MapSpec(_team((3, "stalker"), (5, "zealot")), _team((3, "stalker"), (6, "zealot")), 170),
-    "3s_vs_5z": MapSpec(_team((3, "stalker")), _team((5, "zealot")), 250),
-    "6h_vs_8z": MapSpec(_team((6, "hydralisk")), _team((8, "zealot")), 150),
-}
-# How a map pays its reward (docs/smax.md): SMAC's shaped reward, the same with the team's own losses
-# subtracted (SMAC's reward_only_positive=False), or SMAX's native reward.
-REWARD_SETTINGS = ("smac", "smac_signed", "smax")
-
-
-@dataclass(frozen=True)
-class SmaxSettings:
-    """How a SMAX map is played."""
-
-    reward: str = setting("smac", "smac (SMAC's shaped reward, max return 20), smac_signed (minus half the "
-                          "team's own losses) or smax (SMAX's native reward)", REWARD_SETTINGS)
-    episode_limit: int | None = setting(None, "time limit in steps (null: the map's own, SMAC's)")
-
-    def validate(self, config) -> None:
-        check_choices(self)
-        check(self.episode_limit is None or self.episode_limit >= 1,
-              f"episode_limit must be at least 1 step (or null for the map's own), got {self.episode_limit}")
-
-
-def describe_map(name: str) -> str:
-    """One line: the teams and the time limit."""
-    spec = SMAX_MAPS[name]
-
-    def team(units: tuple[str, ...]) -> str:
-        return " + ".join(f"{units.count(u)} {u}{'s' if units.count(u) > 1 else ''}" for u in dict.fromkeys(units))
-
-    return f"SMAX: {team(spec.allies)} against {team(spec.enemies)}, {spec.episode_limit} steps"
-
 # SMAC's reward constants (its defaults: reward_death_value, reward_win, reward_scale_rate).
 SMAC_KILL_BONUS = 10.0
 SMAC_WIN_BONUS = 200.0
 SMAC_MAX_RETURN = 20.0
 SMAC_NEGATIVE_SCALE = 0.5  # SMAC's reward_negative_scale: the weight of the team's own losses when signed
-
-
-def list_maps() -> list[str]:
-    """Every map name SmaxEnv accepts, the paper's maps first."""
-    return [*PAPER_MAPS, *(name for name in SMAX_MAPS if name not in PAPER_MAPS)]
-
-
-def get_map(map_name: str) -> MapSpec:
-    if map_name not in SMAX_MAPS:
-        raise ValueError(f"unknown SMAX map {map_name!r}; valid maps: {', '.join(list_maps())}")
-    return SMAX_MAPS[map_name]
 
 
 def _scenario(spec: MapSpec) -> Scenario:

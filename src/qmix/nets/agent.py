@@ -10,13 +10,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from qmix.registry import Registry
-
-# name -> the network class, built as cls(n_actions, hidden_dim)
-AGENTS: Registry = Registry("agent network")
+from qmix.nets.agent_registry import AGENTS  # noqa: F401  (read from here too)
 
 
-@AGENTS.register("rnn", "DRQN: Dense-ReLU-GRU-Dense, the hidden state carried through the episode")
 class RecurrentAgent(nn.Module):
     """DRQN: Dense -> ReLU -> GRU -> Dense, one Q-value per action."""
 
@@ -31,7 +27,6 @@ class RecurrentAgent(nn.Module):
         return hidden, nn.Dense(self.n_actions, name="q")(hidden)
 
 
-@AGENTS.register("ff", "Dense-ReLU-Dense, no memory (the two-step game's agent)")
 class FeedForwardAgent(nn.Module):
     """Dense -> ReLU -> Dense (the two-step game's agent); the hidden state is unused."""
 

@@ -15,14 +15,12 @@ A mixer with settings of its own names their class in its `settings` fact (a fro
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qmix.registry import Registry
+from qmix.nets.mixer_registry import MIXERS, mixer_outputs  # noqa: F401  (read from here too)
 
 
 @struct.dataclass
@@ -140,29 +138,26 @@ class QMixerLinear(nn.Module):
         return (x.chosen_qs * w).sum(axis=-1, keepdims=True) + v
 
 
-# A mixer's factory gets the algorithm's settings (mixing_embed_dim, hypernet_layers, hypernet_embed_dim, and
-# those of the mixer's own `settings` class, if it has one).
-MixerFactory = Callable[..., nn.Module]
-MIXERS: Registry[MixerFactory] = Registry("mixer")
-# `algorithm`: the name the value-decomposition family trains this mixer under (`qmix algs`), and its line there
-MIXERS.add("qmix", lambda s: QMixer(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim),
-           "a monotonic mixing network whose weights are hypernetworks of the state", monotonic=True,
-           algorithm="qmix", algorithm_description="QMIX: a monotonic mixing network conditioned on the state")
-MIXERS.add("vdn", lambda s: VDNMixer(), "the sum of the agents' utilities", monotonic=True,
-           algorithm="vdn", algorithm_description="VDN: Q_tot is the sum of the agents' utilities")
-MIXERS.add("none", lambda s: IndependentMixer(), "no mixing: every agent its own TD target", monotonic=True,
-           per_agent=True, algorithm="iql", algorithm_description="IQL: independent Q-learners, no mixing")
-MIXERS.add("qmix_ns", lambda s: QMixerNoState(s.mixing_embed_dim),
-           "QMIX's mixing network with state-independent weights", monotonic=True, algorithm="qmix_ns",
-           algorithm_description="QMIX-NS: QMIX without the state in the mixing weights (ablation)")
-MIXERS.add("qmix_lin", lambda s: QMixerLinear(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim),
-           "a state-conditioned non-negative linear mix plus V(s)", monotonic=True, algorithm="qmix_lin",
-           algorithm_description="QMIX-Lin: a linear state-conditioned mix plus V(s) (ablation)")
-MIXERS.add("vdn_s", lambda s: VDNStateMixer(s.mixing_embed_dim), "the sum plus a state-dependent bias V(s)",
-           monotonic=True, algorithm="vdn_s",
-           algorithm_description="VDN-S: the sum plus a state-dependent bias V(s) (ablation)")
+# The factories the registry (mixer_registry.py) names: each gets the algorithm's settings.
+def make_qmix(s) -> QMixer:
+    return QMixer(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim)
 
 
-def mixer_outputs(name: str, n_agents: int) -> int:
-    """K: how many values the mixer returns (N for independent learners, else 1)."""
-    return n_agents if MIXERS.entry(name).facts.get("per_agent", False) else 1
+def make_vdn(s) -> VDNMixer:
+    return VDNMixer()
+
+
+def make_independent(s) -> IndependentMixer:
+    return IndependentMixer()
+
+
+def make_qmix_ns(s) -> QMixerNoState:
+    return QMixerNoState(s.mixing_embed_dim)
+
+
+def make_qmix_lin(s) -> QMixerLinear:
+    return QMixerLinear(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim)
+
+
+def make_vdn_s(s) -> VDNStateMixer:
+    return VDNStateMixer(s.mixing_embed_dim)

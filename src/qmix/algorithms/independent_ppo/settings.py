@@ -31,7 +31,7 @@ class IndependentPPOSettings:
 
     def validate(self, config) -> None:
         check_choices(self)
-        from qmix.nets.agent import AGENTS
+        from qmix.nets.agent_registry import AGENTS
 
         AGENTS.entry(self.agent)
         for key in ("agent_hidden_dim", "critic_hidden_dim", "epochs", "minibatches"):

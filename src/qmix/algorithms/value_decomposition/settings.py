@@ -68,7 +68,7 @@ class ValueDecompositionSettings:
 
     def validate(self, config) -> None:
         check_choices(self)
-        from qmix.nets.agent import AGENTS
+        from qmix.nets.agent_registry import AGENTS
 
         AGENTS.entry(self.agent)  # a one-line error naming the agent networks
         check(self.hypernet_layers in (1, 2), f"hypernet_layers must be 1 or 2, got {self.hypernet_layers}")

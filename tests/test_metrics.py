@@ -178,15 +178,17 @@ def test_plot_shows_a_return_only_run_by_its_headline_and_refuses_an_absent_metr
 
 
 def test_capabilities_are_registry_facts():
-    from qmix.config import ConfigError
     from qmix.envs import ENVIRONMENTS, require_capability
+    from qmix.errors import ConfigError
 
     assert ENVIRONMENTS.entry("3m").facts.get("render") and ENVIRONMENTS.entry("3m").facts.get("heuristic")
     assert not ENVIRONMENTS.entry("two_step").facts.get("render")
     require_capability("3m", "render", "drawing")
-    with pytest.raises(ConfigError, match=r"^drawing: the environment 'two_step' \(backend=smax\) does not offer "
+    with pytest.raises(ConfigError, match=r"^drawing: the environment 'two_step' does not offer "
                                           r"render; use a map that does, e\.g\. "):
         require_capability("two_step", "render", "drawing")
+    with pytest.raises(ConfigError, match=r"^drawing: '3m' in real StarCraft II \(backend=sc2\) does not offer"):
+        require_capability("3m", "render", "drawing", backend="sc2")
 
 
 def test_train_on_the_two_step_game_closes_with_its_greedy_return_and_writes_the_evaluation(tmp_path, capsys):

@@ -78,5 +78,6 @@ def require_capability(name: str, capability: str, what: str, backend: str = "sm
     if entry.facts.get(capability) and backend == "smax":
         return
     offering = [e.name for e in ENVIRONMENTS if e.facts.get(capability)]
-    raise ConfigError(f"{what}: the environment '{name}' (backend={backend}) does not offer {capability}; "
+    where = f"'{name}' in real StarCraft II (backend=sc2)" if backend == "sc2" else f"the environment '{name}'"
+    raise ConfigError(f"{what}: {where} does not offer {capability}; "
                       f"use a map that does, e.g. {', '.join(offering[:6])}")

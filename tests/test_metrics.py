@@ -4,7 +4,6 @@ a win rate where there is no win, `qmix plot --metric`, the closing line, and ca
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from command_line import qmix_cli
 from qmix.envs.base import EpisodeMetrics, Measure, TimeStep
 from qmix.episodes import evaluation_metrics
 from qmix.learn.rollout import run_episodes
@@ -152,13 +152,33 @@ def test_a_learning_curve_without_a_win_has_no_win_panel(tmp_path):
 
 
 def run_cli(argv, capsys) -> tuple[int, str, str]:
-    from qmix import cli
+    return qmix_cli(capsys, *argv)
 
-    sys.argv = ["qmix", *argv]
-    with pytest.raises(SystemExit) as exit_info:
-        cli.main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
+
+def write_win_run(folder: Path) -> Path:
+    """A 3m run folder whose test points hold a win rate."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump({"alg": "vdn", "map": "3m", "seed": 0}))
+    lines = [{"env_steps": 0, "test_win_rate": 0.0, "test_return": 2.0},
+             {"env_steps": 200, "test_win_rate": 0.5, "test_return": 12.0}]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return folder
+
+
+def test_maps_with_and_without_a_win_are_each_shown_by_their_own_headline(tmp_path, capsys):
+    from qmix.results.headline import metric_groups
+    from qmix.results.runs import load_runs
+
+    runs = load_runs([write_return_only_run(tmp_path / "two_step"), write_win_run(tmp_path / "3m")])
+    groups = metric_groups(runs)
+    assert {metric: [run.map for run in group] for metric, group in groups.items()} == {
+        "test_return": ["two_step"], "test_win_rate": ["3m"]}
+    assert sorted(run.map for run in metric_groups(runs, "return")["test_return"]) == ["3m", "two_step"]
+    code, out, err = run_cli(["plot", str(tmp_path / "two_step"), str(tmp_path / "3m"), "--out", str(tmp_path / "f")],
+                             capsys)
+    assert code == 0, err
+    assert "| two_step | qmix | 1 |" in out and "| 3m | vdn | 1 |" in out
+    assert (tmp_path / "f_test_return.png").is_file() and (tmp_path / "f_test_win_rate.png").is_file()
 
 
 def test_plot_shows_a_return_only_run_by_its_headline_and_refuses_an_absent_metric(tmp_path, capsys):

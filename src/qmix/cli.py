@@ -200,6 +200,7 @@ def plot(
     heuristic_maps: Annotated[bool, typer.Option("--heuristic/--no-heuristic", help="draw the heuristic's win rate")] = False,
 ) -> None:
     """A test metric against env steps: mean over runs with 95% CI bands, one panel per map; and a table."""
+    from qmix.results.headline import metric_groups
     from qmix.results.plots import plot_runs
     from qmix.results.runs import load_runs
     from qmix.results.stats import aggregate_table, format_table_markdown
@@ -211,22 +212,23 @@ def plot(
         runs = load_runs(run_dirs)
     except ValueError as error:
         fail(str(error))
-    from qmix.results.headline import plotted_metric
-
-    metric = plotted_metric(runs, metric)
+    groups = metric_groups(runs, metric)  # maps with and without a win: each its own figure
     lines = None
     if heuristic_maps:
         from qmix.envs import require_capability
         from qmix.envs.heuristic import evaluate_heuristic
 
-        if metric != "test_win_rate":
-            fail(f"--heuristic draws the heuristic's win rate, not {metric}; drop --heuristic or plot test_win_rate")
+        if list(groups) != ["test_win_rate"]:
+            fail(f"--heuristic draws the heuristic's win rate, not {', '.join(groups)}; drop --heuristic or plot "
+                 "test_win_rate")
         for map_name in sorted({r.map for r in runs}):
             require_capability(map_name, "heuristic", f"--heuristic cannot draw the heuristic on '{map_name}'")
         lines = {m: evaluate_heuristic(m, 200, 0)["win_rate"] for m in sorted({r.map for r in runs})}
-    paths = plot_runs(runs, out or Path(metric), heuristic=lines, metric=metric)
-    typer.echo(format_table_markdown(aggregate_table(runs, key=metric)))
-    typer.echo("wrote " + ", ".join(str(p) for p in paths))
+    for metric, group in groups.items():
+        stem = Path(f"{out}_{metric}") if out and len(groups) > 1 else out or Path(metric)
+        paths = plot_runs(group, stem, heuristic=lines, metric=metric)
+        typer.echo(format_table_markdown(aggregate_table(group, key=metric)))
+        typer.echo("wrote " + ", ".join(str(p) for p in paths))
 
 
 @app.command()

@@ -36,3 +36,17 @@ def plotted_metric(runs: Sequence[Run], asked: str | None = None) -> str:
     if headline in logged:
         return headline
     return "test_win_rate" if "test_win_rate" in logged else "test_return"
+
+
+def metric_groups(runs: Sequence[Run], asked: str | None = None) -> dict[str, list[Run]]:
+    """The runs by the test metric each is shown by: with `asked`, that one (for the runs that logged it);
+    otherwise each map's own (`plotted_metric` of its runs), so that maps with and without a win, e.g. in
+    one sweep, each get their headline."""
+    if asked is not None:
+        metric = plotted_metric(runs, asked)
+        return {metric: [run for run in runs if metric in run.tests]}
+    groups: dict[str, list[Run]] = {}
+    for map_name in dict.fromkeys(run.map for run in runs):
+        map_runs = [run for run in runs if run.map == map_name]
+        groups.setdefault(plotted_metric(map_runs), []).extend(map_runs)
+    return groups

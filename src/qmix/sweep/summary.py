@@ -29,7 +29,7 @@ def write_summary(out: Path, outcomes, title: str) -> Path | None:
     """summary.md: the mean final test headline (the win rate on SMAX) per map and method over the groups
     whose every task finished."""
     from qmix.metric_text import label
-    from qmix.results.headline import plotted_metric
+    from qmix.results.headline import metric_groups
     from qmix.results.plots import plot_runs
     from qmix.results.runs import load_runs
     from qmix.results.stats import aggregate_table, format_table_markdown
@@ -47,12 +47,12 @@ def write_summary(out: Path, outcomes, title: str) -> Path | None:
                 continue  # finished without a test point: nothing to show
     if not runs:
         return None
-    metric = plotted_metric(runs)
-    rows = aggregate_table(runs, final_tests=1, key=metric)
-    figure = plot_runs(runs, out / metric, title=title, metric=metric)
-    lines = [f"# {title}", "", f"![test {label(metric)}]({figure[0].name})", "",
-             "Final = each run's last test; mean and 95% CI over runs.", "", format_table_markdown(rows), "",
-             "## Tasks", "", "```", *outcome_lines(outcomes), "```", ""]
+    lines = [f"# {title}", "", "Final = each run's last test; mean and 95% CI over runs.", ""]
+    for metric, group in metric_groups(runs).items():  # each map by its own headline
+        figure = plot_runs(group, out / metric, title=title, metric=metric)
+        rows = aggregate_table(group, final_tests=1, key=metric)
+        lines += [f"![test {label(metric)}]({figure[0].name})", "", format_table_markdown(rows), ""]
+    lines += ["## Tasks", "", "```", *outcome_lines(outcomes), "```", ""]
     path = out / "summary.md"
     write_atomic(path, "\n".join(lines))
     return path

@@ -87,7 +87,7 @@ class Trainer:
         return list(jax.eval_shape(self.algorithm.update, state, example, jax.random.PRNGKey(0))[1])
 
     def zero_totals(self) -> Totals:
-        names = ["episodes", *(f"train_{n}" for n in episode_metrics(self.env).names), "updates", "gradient_steps",
+        names = ["episodes", *(f"train_{n}" for n in episode_metrics(self.env).names), "updates",
                  *(f"update_{n}" for n in self.metric_names)]
         return {name: jnp.zeros((), jnp.float32) for name in names}
 
@@ -115,7 +115,6 @@ class Trainer:
         count = self.max_updates_per_iteration
         if count == 0:
             return runner, totals
-        start_steps = totals["gradient_steps"]
         key, sample_key = jax.random.split(runner.key)
         sample = lambda k: self.buffer.sample(runner.replay, k).experience  # noqa: E731
         batches = jax.vmap(sample)(jax.random.split(sample_key, count))  # [M, B, ...]
@@ -124,17 +123,17 @@ class Trainer:
 
         def update(alg_state, totals, batch, update_key):
             alg_state, metrics, steps = self.algorithm.update(alg_state, batch, update_key, axis_name=SEED_AXIS)
-            return alg_state, _add_update(totals, metrics, steps)
+            return alg_state, _add_update(totals, metrics), steps.astype(jnp.int32)
 
         def maybe_update(carry, indexed):
             index, batch, update_key = indexed
-            skip = lambda state, totals, *_: (state, totals)  # noqa: E731
-            return jax.lax.cond(index < n_updates, update, skip, *carry, batch, update_key), None
+            skip = lambda state, totals, *_: (state, totals, jnp.zeros((), jnp.int32))  # noqa: E731
+            *carry, steps = jax.lax.cond(index < n_updates, update, skip, *carry, batch, update_key)
+            return tuple(carry), steps
 
-        (alg_state, totals), _ = jax.lax.scan(maybe_update, (runner.alg, totals),
-                                              (jnp.arange(count), batches, update_keys))
-        steps = totals["gradient_steps"] - start_steps
-        return runner.replace(alg=alg_state, key=key, updates=runner.updates + steps.astype(jnp.int32)), totals
+        (alg_state, totals), steps = jax.lax.scan(maybe_update, (runner.alg, totals),
+                                                  (jnp.arange(count), batches, update_keys))
+        return runner.replace(alg=alg_state, key=key, updates=runner.updates + steps.sum()), totals
 
     def absorb(self, runner: RunnerState, totals: Totals, active: jax.Array, episodes: Episodes,
                stats: EpisodeStats) -> tuple[RunnerState, Totals]:
@@ -153,7 +152,7 @@ class Trainer:
             key, update_key = jax.random.split(runner.key)
             alg_state, metrics, steps = self.algorithm.update(runner.alg, episodes, update_key, axis_name=SEED_AXIS)
             runner = runner.replace(alg=alg_state, key=key, updates=runner.updates + steps.astype(jnp.int32))
-            totals = _add_update(totals, metrics, steps)
+            totals = _add_update(totals, metrics)
         runner = runner.replace(alg=self.algorithm.after_iteration(runner.alg, runner.episodes))
         # the replay is left out of the selection: selecting it would copy it (`store` already kept it)
         replay = runner.replay
@@ -237,10 +236,10 @@ class Trainer:
             self.host.close()
 
 
-def _add_update(totals: Totals, metrics: dict[str, jax.Array], gradient_steps: jax.Array) -> Totals:
-    """Count one update call (metrics are averaged over those) and its gradient steps, and add its metrics
-    to the chunk's sums, by name."""
-    return {**totals, "updates": totals["updates"] + 1, "gradient_steps": totals["gradient_steps"] + gradient_steps,
+def _add_update(totals: Totals, metrics: dict[str, jax.Array]) -> Totals:
+    """Count one update call (its metrics are averaged over those; the run's `updates` counts gradient
+    steps) and add its metrics to the chunk's sums, by name."""
+    return {**totals, "updates": totals["updates"] + 1,
             **{f"update_{n}": totals[f"update_{n}"] + v for n, v in metrics.items()}}
 
 

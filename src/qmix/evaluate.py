@@ -170,7 +170,7 @@ def save_evaluation(run_dir: Path, evaluation: RunEvaluation) -> Path:
 
 def _interval(name: str, values: np.ndarray) -> list[float]:
     """95% interval of a metric's mean over episodes: Wilson for a win rate, t for anything else."""
-    if name == "win_rate":
+    if is_rate(name):
         return list(wilson_interval(int(values.sum()), len(values)))
     mean, half_width, _ = mean_ci(values)
     return [float(mean - half_width), float(mean + half_width)]

@@ -184,3 +184,12 @@ def test_every_agent_network_maps_inputs_to_one_value_per_action(name):
     new_hidden, q = net.apply(params, hidden, inputs)
     assert new_hidden.shape == hidden.shape and q.shape == (2, 3, 5)
     assert np.isfinite(np.asarray(q)).all()
+
+
+@pytest.mark.parametrize("name", ALGORITHMS.names())
+def test_every_algorithm_takes_every_preset(name):
+    """A preset's blocks belong to their families: every algorithm builds with every preset as it is."""
+    from qmix.config import preset_names
+
+    for preset in preset_names():
+        assert build_config(preset=preset, alg=name).alg == name

@@ -45,8 +45,8 @@ def test_the_policy_is_spread_over_available_actions_only():
 
 @pytest.fixture(scope="module")
 def learner_and_batch():
-    config = build_config(alg="ippo", map="two_step", num_envs=4, agent_hidden_dim=8, critic_hidden_dim=8,
-                          normalise_advantages=False)
+    config = build_config(alg="ippo", map="two_step", num_envs=4, minibatches=2, agent_hidden_dim=8,
+                          critic_hidden_dim=8, normalise_advantages=False)
     spec = EnvSpec.of(make_env(config))
     learner = IndependentPPO(config.algorithm, spec)
     state = learner.init(jax.random.PRNGKey(0))

@@ -23,7 +23,8 @@ class IndependentPPOSettings:
     adam_eps: float = setting(1e-5, "Adam's epsilon")
     grad_norm_clip: float | None = setting(10.0, "clip the gradient's global norm to this (null: no clipping)")
     epochs: int = setting(4, "passes over each iteration's episodes")
-    minibatches: int = setting(2, "minibatches of whole episodes per pass (must divide num_envs)")
+    minibatches: int = setting(1, "minibatches of whole episodes per pass (must divide num_envs; 1 divides "
+                               "any, so every preset works)")
     clip_ratio: float = setting(0.2, "PPO's clipping of the probability ratio")
     value_coef: float = setting(0.5, "weight of the critic's squared error in the loss")
     entropy_coef: float = setting(0.01, "weight of the policy's entropy bonus (over available actions)")

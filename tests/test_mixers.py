@@ -39,7 +39,7 @@ def init_mixer(name, n_agents, key, layers=2):
 
 
 def test_registry_has_every_mixer():
-    assert MIXERS.names() == ["qmix", "vdn", "none", "qmix_ns", "qmix_lin", "vdn_s"]
+    assert MIXERS.names() == ["qmix", "vdn", "none", "qmix_ns", "qmix_lin", "vdn_s", "qplex"]
     assert mixer_outputs("none", 4) == 4 and mixer_outputs("qmix", 4) == 1
     assert set(MONOTONIC) == {"vdn", "vdn_s", "qmix", "qmix_ns", "qmix_lin"}
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from qmix import cli_games
 from qmix.errors import NON_FINITE_EXIT_CODE, ConfigError, NonFiniteError
 from qmix.stopping import StopRequested
 
@@ -24,7 +25,7 @@ app = typer.Typer(
 
 DEFAULT_PRESET = "default"
 # The commands that compile JAX programs: they keep them in the persistent cache (qmix/compile_cache.py)
-COMPILING_COMMANDS = frozenset({"train", "two-step", "evaluate", "render", "heuristic", "plot", "reproduce"})
+COMPILING_COMMANDS = frozenset({"train", "two-step", "matrix-game", "evaluate", "render", "heuristic", "plot", "reproduce"})
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -108,24 +109,9 @@ def _resume_training(run_dir: Path, overrides: list[str] | None, settings: dict,
     return resume_run(run_dir, changes, progress=progress)
 
 
-@app.command("two-step")
-def two_step(
-    alg: Annotated[list[str] | None, typer.Option("--alg", help="algorithm(s); default: qmix and vdn")] = None,
-    seed: Annotated[int, typer.Option(help="first seed")] = 0,
-    seeds: Annotated[int, typer.Option("--seeds", help="number of seeds, trained side by side")] = 5,
-    episodes: Annotated[int, typer.Option(help="training episodes (the paper: 5000)")] = 5000,
-) -> None:
-    """The paper's two-step game: learned Q_tot tables beside the paper's, and the greedy return."""
-    from qmix.algorithms import ALGORITHMS
-
-    algs = alg or ["qmix", "vdn"]
-    for name in algs:
-        ALGORITHMS.entry(name)  # a one-line error for an unknown name
-    if seeds < 1 or episodes < 1:
-        fail("--seeds and --episodes must be at least 1")
-    from qmix.two_step import main as two_step_main
-
-    two_step_main(algs, seed, seeds, episodes)
+# The matrix games (cli_games.py): train seeds side by side, print joint values and greedy joint actions.
+app.command("two-step")(cli_games.two_step)
+app.command("matrix-game")(cli_games.matrix_game)
 
 
 @app.command()
@@ -332,7 +318,7 @@ def _yaml_scalar(value) -> str:
 
 @app.command()
 def maps() -> None:
-    """List the maps (SMAX, the paper's six first) and the two-step game, one line each."""
+    """List the maps (SMAX, the paper's six first), MPE and the matrix games, one line each."""
     from qmix.envs import ENVIRONMENTS
 
     typer.echo("\n".join(ENVIRONMENTS.describe()))

@@ -31,7 +31,7 @@ SEED_LIMIT = 2**32  # PRNG keys take 32-bit seeds
 class RunSettings:
     """What to train on, and how the loop collects, stores, tests and checkpoints."""
 
-    map: str = setting("3m", "SMAX map name, or two_step; with backend=sc2 a SMAC map name")
+    map: str = setting("3m", "a registered map (`qmix maps`: SMAX, MPE, the matrix games); with backend=sc2 a SMAC map name")
     backend: str = setting("smax", "smax (JAX, compiled) or sc2 (real StarCraft II through SMAC)", BACKENDS)
     alg: str = setting("qmix", "the algorithm (`qmix algs` lists them)")
     seed: int = setting(0, "random seed (the first, with num_seeds > 1)")

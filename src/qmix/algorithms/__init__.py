@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from qmix.algorithms.independent_ppo.settings import IndependentPPOSettings
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
+from qmix.algorithms.weighted_qmix.settings import WeightingSettings
 from qmix.nets.mixer_registry import MIXERS
 from qmix.registry import Registry
 
@@ -42,6 +43,12 @@ ALGORITHMS: Registry = Registry("algorithm", derive=_value_decomposition_algorit
 _value_decomposition_algorithms(ALGORITHMS)  # the paper's algorithms first in listings
 # Algorithms of other families: one ALGORITHMS.add(name, "module:Class", description, settings=..., family=...,
 # uses_replay=...) line each.
+ALGORITHMS.add("cw_qmix", "qmix.algorithms.weighted_qmix.algorithm:CentrallyWeightedQMIX",
+               "CW-QMIX: QMIX weighted towards its greedy and better joint actions, beside an unrestricted Q-hat*",
+               settings=settings_with_mixer(WeightingSettings), family="value_decomposition", uses_replay=True)
+ALGORITHMS.add("ow_qmix", "qmix.algorithms.weighted_qmix.algorithm:OptimisticallyWeightedQMIX",
+               "OW-QMIX: QMIX weighted towards the joint actions it underestimates, beside an unrestricted Q-hat*",
+               settings=settings_with_mixer(WeightingSettings), family="value_decomposition", uses_replay=True)
 ALGORITHMS.add("ippo", "qmix.algorithms.independent_ppo.algorithm:IndependentPPO",
                "IPPO: independent PPO actors and critics, shared across agents (on-policy)",
                settings=IndependentPPOSettings, family="independent_ppo", uses_replay=False)

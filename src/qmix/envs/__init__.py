@@ -35,6 +35,9 @@ ENVIRONMENTS: Registry = Registry("map")
 # Adapters are named "module:function" and imported when a run needs them (JAX and jaxmarl load slowly).
 ENVIRONMENTS.add("two_step", "qmix.envs.two_step:make_two_step", "the two-step matrix game of the QMIX paper (section 5, Table 1)",
                  settings=NoSettings)
+ENVIRONMENTS.add("matrix_game", "qmix.envs.matrix_game:make_matrix_game",
+                 "the one-step matrix game of Weighted QMIX (section 6.1) that monotonic mixing cannot solve",
+                 settings=NoSettings)
 for _name in list_maps():
     ENVIRONMENTS.add(_name, "qmix.envs.smax:make_smax", describe_map(_name), settings=SmaxSettings, heuristic=True, render=True)
 ENVIRONMENTS.add("simple_spread", "qmix.envs.mpe:make_simple_spread", "MPE simple_spread (jaxmarl): 3 agents cover 3 landmarks "

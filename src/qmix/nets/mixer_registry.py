@@ -8,6 +8,7 @@ family trains it under, `qmix algs`), `settings` (a class of settings of the mix
 
 from __future__ import annotations
 
+from qmix.nets.qplex_settings import QPLEXSettings
 from qmix.registry import Registry
 
 MIXERS: Registry = Registry("mixer")
@@ -27,6 +28,11 @@ MIXERS.add("qmix_lin", "qmix.nets.mixers:make_qmix_lin",
 MIXERS.add("vdn_s", "qmix.nets.mixers:make_vdn_s", "the sum plus a state-dependent bias V(s)",
            monotonic=True, algorithm="vdn_s",
            algorithm_description="VDN-S: the sum plus a state-dependent bias V(s) (ablation)")
+
+MIXERS.add("qplex", "qmix.nets.qplex:make_qplex",
+           "the duplex dueling mixer: sum of V_i plus attention-weighted advantages over available actions",
+           monotonic=False, settings=QPLEXSettings, algorithm="qplex",
+           algorithm_description="QPLEX: duplex dueling mixing, V_i plus attention-weighted advantages (IGM)")
 
 
 def mixer_outputs(name: str, n_agents: int) -> int:

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 
 from qmix.files import write_atomic
+from qmix.games import format_matrix
 from qmix.results.evaluations import evaluation_section, pair_evaluations
 from qmix.results.plots import plot_runs
 from qmix.results.runs import load_runs
 from qmix.results.stats import TableRow, aggregate_table, format_table_markdown
-from qmix.two_step import PAPER_Q_TOT, format_matrix
+from qmix.two_step import PAPER_Q_TOT
 
 # SMAC benchmark medians after 2M steps, IQL / VDN / QMIX, in % (the SMAC benchmark, Samvelyan et al., 2019); not the paper's own plots.
 SMAC_MEDIANS = {"2s3z": (75, 97, 99), "3s5z": (10, 84, 97), "1c3s5z": (21, 91, 97)}

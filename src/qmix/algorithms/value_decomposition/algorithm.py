@@ -100,12 +100,10 @@ class ValueDecomposition:
     # ----- state -----
     def init(self, key: jax.Array) -> ValueDecompositionState:
         agent_key, mixer_key = jax.random.split(key)
-        n, a = self.spec.n_agents, self.spec.n_actions
+        n = self.spec.n_agents
         agent_params = self.agent.init(agent_key, jnp.zeros((n, self.settings.agent_hidden_dim)),
                                        jnp.zeros((n, self.input_dim)))
-        example = MixerInput(jnp.zeros((n,)), jnp.zeros((n, a)), jnp.zeros((n,), jnp.int32),
-                             jnp.zeros((self.mixer_state_dim,)), jnp.ones((n, a), bool))
-        params = Params(agent_params, self.mixer.init(mixer_key, example))
+        params = Params(agent_params, self.mixer.init(mixer_key, self.example_mixer_input()))
         return ValueDecompositionState(
             params=params,
             target_params=params,
@@ -116,6 +114,12 @@ class ValueDecomposition:
 
     def example_item(self) -> Episodes:
         return Episodes.empty(self.spec)
+
+    def example_mixer_input(self) -> MixerInput:
+        """One situation's mixer input (zeros, every action available), to build a mixer's parameters."""
+        n, a = self.spec.n_agents, self.spec.n_actions
+        return MixerInput(jnp.zeros((n,)), jnp.zeros((n, a)), jnp.zeros((n,), jnp.int32),
+                          jnp.zeros((self.mixer_state_dim,)), jnp.ones((n, a), bool))
 
     # ----- acting -----
     def epsilon(self, env_steps: jax.Array) -> jax.Array:
@@ -158,17 +162,20 @@ class ValueDecomposition:
         return self.agent.apply(agent_params, hidden, inputs)
 
     # ----- learning -----
-    def unroll(self, agent_params, episodes: Episodes) -> jax.Array:
-        """Q-values of every slot of whole episodes: -> [B, T+1, N, A]. The hidden state starts at zero in
+    def unroll(self, agent_params, episodes: Episodes, agent=None) -> jax.Array:
+        """Q-values of every slot of whole episodes: -> [B, T+1, N, A], from the agent network (or another
+        network over the same inputs, e.g. a family member's second one). The hidden state starts at zero in
         slot 0: each stored item is one whole episode, so that is the only place the RNN resets."""
         s = self.settings
+        agent = agent or self.agent
         inputs = build_agent_inputs(episodes.obs, previous_actions(episodes), self.spec.n_actions,
                                     s.obs_last_action, s.obs_agent_id)  # [B, T+1, N, D]
 
         def step(hidden, x):
-            return self.agent.apply(agent_params, hidden, x)
+            return agent.apply(agent_params, hidden, x)
 
-        _, q = jax.lax.scan(step, self.initial_hidden(episodes.obs.shape[0]), jnp.swapaxes(inputs, 0, 1))
+        hidden = jnp.zeros((episodes.obs.shape[0], self.spec.n_agents, agent.hidden_dim))
+        _, q = jax.lax.scan(step, hidden, jnp.swapaxes(inputs, 0, 1))
         return jnp.swapaxes(q, 0, 1)
 
     def mixer_states(self, episodes: Episodes) -> jax.Array:
@@ -207,11 +214,15 @@ class ValueDecomposition:
         next_actions = td.next_agent_actions(target_q[:, 1:], q[:, 1:], avail_next, s.double_q)
         next_input = MixerInput(next_q, target_q[:, 1:], next_actions, states[:, 1:], avail_next)
         next_q_tot = jax.lax.stop_gradient(self.mixer.apply(target_params.mixer, next_input))  # [B, T, K]
+        return self.returns(batch, next_q_tot), {}
+
+    def returns(self, batch: Episodes, next_values: jax.Array) -> jax.Array:
+        """The TD(lambda) (or, with td_lambda 0, one-step) targets of a batch, bootstrapping from the value
+        of each next slot: next_values [B, T, K] -> y [B, T, K]."""
+        s = self.settings
         if s.td_lambda > 0:
-            y = td.lambda_targets(batch.rewards, batch.terminated, batch.filled, next_q_tot, s.gamma, s.td_lambda)
-        else:
-            y = td.one_step_targets(batch.rewards, batch.terminated, next_q_tot, s.gamma)
-        return y, {}
+            return td.lambda_targets(batch.rewards, batch.terminated, batch.filled, next_values, s.gamma, s.td_lambda)
+        return td.one_step_targets(batch.rewards, batch.terminated, next_values, s.gamma)
 
     def td_loss(self, values: ChosenValues, y: jax.Array, batch: Episodes):
         """The mean squared TD error over real steps: -> loss, metrics (the loss, Q_tot's mean over real steps)."""

@@ -99,7 +99,8 @@ class ValueDecompositionSettings:
 
 @functools.cache
 def settings_with_mixer(mixer_settings: type | None) -> type:
-    """The family's settings, plus those a mixer declares of its own (one flat class; both validate)."""
+    """The family's settings, plus those a mixer or a family member (Weighted QMIX) declares of its own (one
+    flat class; both validate)."""
     if mixer_settings is None:
         return ValueDecompositionSettings
 

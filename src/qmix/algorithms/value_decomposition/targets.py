@@ -101,8 +101,12 @@ def lambda_targets(
     return jnp.swapaxes(returns, 0, 1)
 
 
-def masked_td_loss(q_taken: jax.Array, targets: jax.Array, filled: jax.Array) -> jax.Array:
-    """Mean squared TD error over real steps only: q_taken, targets [B, T, K], filled [B, T] -> []."""
+def masked_td_loss(q_taken: jax.Array, targets: jax.Array, filled: jax.Array, weights: jax.Array | None = None
+                   ) -> jax.Array:
+    """Mean squared TD error over real steps only: q_taken, targets [B, T, K], filled [B, T] -> []. With
+    `weights` [B, T, K] each squared error is weighted, and the sum is still divided by the number of real
+    steps (Weighted QMIX's loss: a weight below 1 shrinks that step's pull, it does not renormalise)."""
     mask = jnp.broadcast_to(filled[..., None], q_taken.shape).astype(q_taken.dtype)
     error = (q_taken - jax.lax.stop_gradient(targets)) * mask
-    return (error**2).sum() / jnp.maximum(mask.sum(), 1.0)
+    squared = error**2 if weights is None else jax.lax.stop_gradient(weights) * error**2
+    return squared.sum() / jnp.maximum(mask.sum(), 1.0)

@@ -9,6 +9,7 @@ algorithm. Facts: `settings` (the class), `family` (its presets' block), `uses_r
 
 from __future__ import annotations
 
+from qmix.algorithms.coma.settings import COMASettings
 from qmix.algorithms.independent_ppo.settings import IndependentPPOSettings
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
 from qmix.algorithms.weighted_qmix.settings import WeightingSettings
@@ -52,6 +53,9 @@ ALGORITHMS.add("ow_qmix", "qmix.algorithms.weighted_qmix.algorithm:Optimisticall
 ALGORITHMS.add("ippo", "qmix.algorithms.independent_ppo.algorithm:IndependentPPO",
                "IPPO: independent PPO actors and critics, shared across agents (on-policy)",
                settings=IndependentPPOSettings, family="independent_ppo", uses_replay=False)
+ALGORITHMS.add("coma", "qmix.algorithms.coma.algorithm:COMA",
+               "COMA: stochastic actors, a centralised critic's counterfactual baseline (on-policy)",
+               settings=COMASettings, family="coma", uses_replay=False)
 
 
 def make_algorithm(config, spec):

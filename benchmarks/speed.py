@@ -1,6 +1,6 @@
 """Training throughput against the environment-only ceiling, on the same vmapped environments.
 
-    python benchmarks/speed.py [--maps 3m 8m 3s5z] [--preset pymarl] [--env-steps 20000] [--against REF]
+    python benchmarks/speed.py [--maps 3m 8m 3s5z] [--preset pymarl] [--env-steps 20000] [--against REF | --algs A B ...]
 
 For each map: env steps per second of the compiled training loop (collection + replay + learner updates at
 the preset's ratio, after compilation and once the replay can be sampled), the environment alone with random
@@ -10,6 +10,10 @@ one after the other, so the ratios hold even on a busy machine better than the a
 
 `--against REF` (a git commit or branch) measures the same maps with that version of the library too,
 map by map in turns (old, new), and prints both training rates and their ratio.
+
+`--algs qmix cw_qmix ...` measures algorithms side by side instead, map by map with the same preset: the
+training rate, and the cost of one learner update alone (on a batch of the preset's batch_size episodes, or
+for an on-policy algorithm on one iteration's num_envs episodes), each beside the first algorithm's.
 """
 
 from __future__ import annotations
@@ -67,6 +71,38 @@ def environment_rate(trainer: Trainer, n_envs: int, rounds: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
+def update_cost(trainer: Trainer, repeats: int = 20) -> float:
+    """Seconds per `update` call on a batch of episodes the algorithm's own exploring policy collected."""
+    algorithm, config = trainer.algorithm, trainer.config
+    state = algorithm.init(jax.random.PRNGKey(0))
+    size = config.batch_size if algorithm.uses_replay else config.num_envs
+    policy = algorithm.acting_policy(state, jax.numpy.int32(0))
+    batch, _ = jax.jit(lambda key: run_episodes(algorithm, trainer.env, policy, key, size))(jax.random.PRNGKey(1))
+    update = jax.jit(algorithm.update)
+    keys = jax.random.split(jax.random.PRNGKey(2), repeats + 1)
+    jax.block_until_ready(update(state, batch, keys[0]))  # compile
+    t0 = time.perf_counter()
+    for key in keys[1:]:
+        state, _, _ = update(state, batch, key)
+    jax.block_until_ready(state)
+    return (time.perf_counter() - t0) / repeats
+
+
+def compare_algorithms(algs: list[str], maps: list[str], preset: str, env_steps: int) -> None:
+    print(f"preset {preset}; {jax.device_count()} {jax.default_backend()} device(s); algorithms side by side, "
+          f"each beside {algs[0]}")
+    print(f"| map | algorithm | training env steps/s | / {algs[0]} | ms per update | / {algs[0]} |")
+    print("|---|---|---|---|---|---|")
+    for name in maps:
+        first = None
+        for alg in algs:
+            trainer = make_trainer(build_config(preset=preset, map=name, alg=alg))
+            rate, cost = training_rate(trainer, env_steps), update_cost(trainer)
+            first = first or (rate, cost)
+            print(f"| {name} | {alg} | {rate:,.0f} | {rate / first[0]:.2f} | {1000 * cost:.1f} | "
+                  f"{cost / first[1]:.2f} |", flush=True)
+
+
 def rate_of_version(ref_tree: Path, name: str, preset: str, env_steps: int) -> float:
     """The training rate on `name` measured by the copy of this script in another version's tree."""
     env = {**os.environ, "PYTHONPATH": str(ref_tree / "src")}
@@ -100,7 +136,11 @@ def main() -> None:
     parser.add_argument("--preset", default="pymarl")
     parser.add_argument("--env-steps", type=int, default=20_000, help="measured training env steps per map")
     parser.add_argument("--against", metavar="REF", help="also measure this git commit's version, side by side")
+    parser.add_argument("--algs", nargs="+", help="measure these algorithms side by side (the first is the baseline)")
     args = parser.parse_args()
+    if args.algs:
+        compare_algorithms(args.algs, args.maps, args.preset, args.env_steps)
+        return
     if args.against:
         compare(args.against, args.maps, args.preset, args.env_steps)
         return

@@ -258,8 +258,9 @@ def test_a_tiny_sweep_runs_on_both_nodes_and_a_second_one_does_nothing(cluster, 
     spec = write_spec(tmp_path / "tiny.yaml", maps=["two_step", "3m"], algs=["qmix"], seeds=3, seed_group=2,
                       env_steps=400, settings={**TINY_3M, "save_replay": False, "test_interval_episodes": 0},
                       out=str(out))
-    done = subprocess.run(sweep_command(spec, cluster), capture_output=True, text=True, env=cluster.environment,
-                          timeout=900)
+    kept = tmp_path / "kept"  # --keep: a folder that outlasts the storage folder
+    done = subprocess.run(sweep_command(spec, cluster, "--keep", str(kept)), capture_output=True, text=True,
+                          env=cluster.environment, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 trained, 0 finished before, 0 failed of 4 tasks" in done.stdout
     for name in ("two_step-qmix/seeds_0-1/seed_1", "two_step-qmix/seed_2", "3m-qmix/seeds_0-1/seed_0",
@@ -274,6 +275,14 @@ def test_a_tiny_sweep_runs_on_both_nodes_and_a_second_one_does_nothing(cluster, 
                            timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "0 trained, 4 finished before, 0 failed of 4 tasks" in again.stdout
+    # the kept copy holds the summary and each run's small files, not its parameters; given back to an
+    # empty storage folder (a new machine), the same sweep trains nothing
+    assert "| 3m | qmix | 3 |" in (kept / "summary.md").read_text() and (kept / "3m-qmix/seed_2/kept.json").is_file()
+    assert not list(kept.rglob("*.msgpack"))
+    fresh = subprocess.run(sweep_command(spec, cluster, "--keep", str(kept), "--out", str(tmp_path / "fresh")),
+                           capture_output=True, text=True, env=cluster.environment, timeout=300)
+    assert fresh.returncode == 0, fresh.stdout + fresh.stderr
+    assert "4 finished run(s) given back" in fresh.stdout and "0 trained, 4 finished before" in fresh.stdout
 
 
 @pytest.mark.slow

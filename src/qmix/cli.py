@@ -277,6 +277,8 @@ def sweep(
     max_running: Annotated[int | None, typer.Option("--max-running", help="at most this many tasks at once")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="status lines instead of a live table")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list the tasks and what they declare; train nothing")] = False,
+    keep: Annotated[Path | None, typer.Option("--keep", help="a folder that lasts (e.g. in git): finished runs' "
+                                              "small files and the summary, given back to an empty storage")] = None,
 ) -> None:
     """Train a grid of runs as Ray tasks (locally, or on a cluster with --address); finished runs are skipped."""
     _ray_options(cpus, gpus, memory, max_running)
@@ -284,7 +286,7 @@ def sweep(
 
     outcomes = run_sweep(spec, out, address=address, cpus=cpus, gpus=gpus,
                          memory=int(memory * 1e9) if memory else None, progress=not no_progress,
-                         max_running=max_running, dry_run=dry_run)
+                         max_running=max_running, dry_run=dry_run, keep=keep)
     if any(o.status == "failed" for o in outcomes):
         raise typer.Exit(1)
 

@@ -18,6 +18,8 @@ import jax
 import numpy as np
 
 import qmix.run_folder as run_folder
+from qmix.algorithms import ALGORITHMS
+from qmix.algorithms.base import uses_replay
 from qmix.build import make_trainer
 from qmix.checkpoint import RESUMABLE_CHANGES, CheckpointStore, Restored
 from qmix.config import Config, load_saved_config, replace
@@ -228,7 +230,7 @@ def _restore_newest(store: CheckpointStore, config: Config, get_trainer: Callabl
 def _report_restore(run_dir: Path, config: Config, restored: Restored) -> None:
     for line in restored.skipped:
         warn(line)
-    if not restored.replay_restored:
+    if not restored.replay_restored and uses_replay(ALGORITHMS.entry(config.alg)):  # on-policy: no replay to miss
         warn(
             "the replay buffer was not restored (the run has save_replay=false): it starts empty and learning "
             "waits until it holds batch_size episodes again, so the results will differ from an uninterrupted run"

@@ -29,9 +29,9 @@ RUN_FILES = (CONFIG_FILE, *LATER_FILES)
 KEPT_METRICS = ("env_steps", "episodes", "wall_seconds")
 KEPT_PREFIX = "test_"
 # What a storage folder holds besides its runs: small results worth giving back (not recomputed), and
-# the report with the PNG figures it shows (rewritten anyway; the SVG copies stay in storage).
+# the report (or a sweep's summary) with the PNG figures it shows (rewritten anyway; the SVG copies stay in storage).
 RESULT_FILES = ("two_step.json", "heuristic.json")
-TOP_FILES = ("report.md", "*.png", *RESULT_FILES)
+TOP_FILES = ("report.md", "summary.md", "*.png", *RESULT_FILES)
 
 
 def read_kept(run_dir: Path) -> dict | None:

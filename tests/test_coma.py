@@ -209,6 +209,7 @@ def test_the_settings_refuse_bad_values_in_one_line():
             build_config(alg="coma", **{key: value})
 
 
+@pytest.mark.slow  # a training loop's compile; the maths is checked by hand above
 def test_coma_learns_the_two_step_game():
     """4 seeds x 400 episodes (8 at a time, the floor annealed over the first 200). Random play returns 4.75
     on average; every run ends on a greedy return of 7 or 8 and explores better than it started."""

@@ -108,7 +108,7 @@ BAD_INPUTS = [
     (["heuristic", "--map", "two_step"], ["heuristic baseline cannot play 'two_step'", "does not offer heuristic",
                                           "3m"]),
     (["train", "final_evaluation_episodes=-1"], ["final_evaluation_episodes must not be negative"]),
-    (["two-step", "--alg", "coma"], ["unknown algorithm 'coma'"]),
+    (["two-step", "--alg", "no_such_alg"], ["unknown algorithm 'no_such_alg'"]),
     (["plot", "/nonexistent/runs"], ["does not exist"]),
     (["train", "--resume", "/nonexistent/run"], ["run folder '/nonexistent/run' does not exist"]),
     (["train", "--resume", "NOT_A_RUN"], ["is not a run folder", "config.yaml"]),
@@ -154,7 +154,7 @@ BAD_INPUTS = [
     (["render", "NOT_UTF8"], ["is not UTF-8 text"]),
     (["train", "--resume", "NO_CHECKPOINT"], ["stopped before its first one", "--force"]),
     (["config", "--preset", "nope"], ["unknown preset 'nope'"]),
-    (["config", "--alg", "coma"], ["unknown algorithm 'coma'"]),
+    (["config", "--alg", "no_such_alg"], ["unknown algorithm 'no_such_alg'"]),
     # damaged or mismatched results of a finished run
     (["evaluate", "CORRUPT_PARAMS"], ["does not match its checksum", "--checkpoint"]),
     (["evaluate", "NO_MANIFEST"], ["has no checksum", "parameters.json"]),

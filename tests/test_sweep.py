@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from qmix.algorithms import ALGORITHMS
 from qmix.config import ConfigError, build_config
 from qmix.sweep.memory import replay_bytes, task_memory_bytes
 from qmix.sweep.plan import make_tasks, split_seeds, sweep_tasks
@@ -67,7 +68,7 @@ def test_the_command_line_exits_2_on_a_bad_sweep_file_without_a_traceback(tmp_pa
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         f"qmix: error: sweep file '{spec}': unknown algorithm 'qmx' (did you mean 'qmix'?): choose one of "
-        "qmix, vdn, iql, qmix_ns, qmix_lin, vdn_s, ippo, coma"]
+        + ", ".join(ALGORITHMS.names())]
 
 
 def test_evaluate_episodes_of_a_sweep_file_reach_its_tasks_and_a_bad_value_is_one_line(tmp_path):

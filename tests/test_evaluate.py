@@ -12,7 +12,7 @@ from qmix import evaluate as evaluation
 from qmix.build import make_trainer
 from qmix.config import ConfigError, build_config, config_to_yaml
 from qmix.envs.heuristic import wilson_interval
-from qmix.run_folder import seed_folders, write_parameter_manifest
+from qmix.run_folder import parameter_binding, seed_folders, write_parameter_manifest
 
 
 def fixed_choice_params(trainer, action: int, key: int = 0):
@@ -104,6 +104,22 @@ def test_an_unfinished_run_and_foreign_parameters_are_refused_in_one_line(tmp_pa
     with pytest.raises(ConfigError, match="does not hold parameters for the run's config.yaml") as error:
         evaluation.evaluate_run(tmp_path / "run")
     assert "\n" not in str(error.value)
+
+
+def test_parameters_of_another_algorithm_or_other_sizes_are_refused_in_one_line(tmp_path, two_step_config):
+    """The manifest binds the parameters to the run that wrote them: QMIX's parameters and manifest in a run
+    folder whose config.yaml says VDN (whose template would take them silently), or other network sizes."""
+    trainer = make_trainer(two_step_config)
+    write_run(tmp_path / "run", two_step_config, [fixed_choice_params(trainer, 1)] * 2)
+    for folder in seed_folders(tmp_path / "run", two_step_config):
+        write_parameter_manifest(folder, ["params.msgpack"], parameter_binding(two_step_config, trainer.env))
+    assert evaluation.evaluate_run(tmp_path / "run", episodes=2, seed=0).mean == 8.0  # its own run: played
+    for change, words in (({"alg": "vdn"}, "alg 'qmix', not 'vdn'"), ({"lr": 0.001}, "lr 0.0005, not 0.001")):
+        other = build_config(preset="two_step", num_seeds=2, **change)
+        (tmp_path / "run" / "config.yaml").write_text(config_to_yaml(other))
+        with pytest.raises(ConfigError, match="belongs to another run") as error:
+            evaluation.evaluate_run(tmp_path / "run")
+        assert words in str(error.value) and "\n" not in str(error.value)
 
 
 def test_render_draws_every_world_step_of_one_greedy_episode(tmp_path):

@@ -24,7 +24,13 @@ from qmix.build import make_trainer
 from qmix.checkpoint import CheckpointStore
 from qmix.errors import ConfigError
 from qmix.learn.loop import Trainer, run_slice, seed_keys
-from qmix.run_folder import KEPT_FILE, parameter_file, seed_folders, verified_parameter_bytes
+from qmix.run_folder import (
+    KEPT_FILE,
+    parameter_binding,
+    parameter_file,
+    seed_folders,
+    verified_parameter_bytes,
+)
 
 MAIN = "params"  # the tree every algorithm saves first
 
@@ -55,7 +61,8 @@ def load_final(folder: Path, trainer: Trainer, run_dir: Path, which: str = MAIN)
             f"no final parameters in '{path.parent}' ({path.name} is written when training ends); "
             f"finish the run with `qmix train --resume {run_dir}`, or evaluate its newest checkpoint with --checkpoint"
         )
-    return decode(path, saved_templates(trainer)[which], verified_parameter_bytes(path))
+    binding = parameter_binding(trainer.config, trainer.env)
+    return decode(path, saved_templates(trainer)[which], verified_parameter_bytes(path, binding))
 
 
 def decode(path: Path, template: Any, data: bytes | None = None) -> Any:

@@ -147,15 +147,41 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
-def write_parameter_manifest(folder: Path, names: list[str]) -> None:
-    """Record each final parameter file's size and SHA-256, written after the files themselves."""
+def parameter_binding(config, spec) -> dict:
+    """What a run's final parameters belong to: its algorithm and every one of its settings, the map, and the
+    environment's shapes. The manifest holds it, so parameters copied into another run's folder (another
+    algorithm, other network sizes, another map) are refused rather than played as that run's."""
+    import dataclasses
+
+    binding = {"alg": config.alg, "map": config.map, "backend": config.backend,
+               "settings": dataclasses.asdict(config.algorithm),
+               "shapes": {key: getattr(spec, key) for key in ("n_agents", "n_actions", "obs_dim", "state_dim")}}
+    return json.loads(json.dumps(binding))  # as it reads back: tuples as lists
+
+
+def write_parameter_manifest(folder: Path, names: list[str], binding: dict | None = None) -> None:
+    """Record each final parameter file's size and SHA-256, written after the files themselves, and what they
+    belong to (`parameter_binding`)."""
     import hashlib
 
     files = {}
     for name in names:
         data = (folder / name).read_bytes()
         files[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    write_atomic(folder / PARAMETER_MANIFEST, json.dumps({"files": files}, indent=1) + "\n")
+    manifest = {"files": files} if binding is None else {"files": files, "run": binding}
+    write_atomic(folder / PARAMETER_MANIFEST, json.dumps(manifest, indent=1) + "\n")
+
+
+def _binding_difference(kept: dict, expected: dict) -> str | None:
+    """The first thing in which a manifest's binding differs from the run's, in words; None: they agree."""
+    for key in ("alg", "map", "backend", "shapes"):
+        if kept.get(key) != expected.get(key):
+            return f"{key} {kept.get(key)!r}, not {expected.get(key)!r}"
+    kept_settings, settings = kept.get("settings", {}), expected.get("settings", {})
+    for key in sorted(set(kept_settings) | set(settings)):
+        if kept_settings.get(key, "(none)") != settings.get(key, "(none)"):
+            return f"{key} {kept_settings.get(key, '(none)')!r}, not {settings.get(key, '(none)')!r}"
+    return None
 
 
 def parameter_checksums(folder: Path) -> dict:
@@ -166,13 +192,15 @@ def parameter_checksums(folder: Path) -> dict:
         return {}
 
 
-def verified_parameter_bytes(path: Path) -> bytes:
-    """The bytes of a final parameter file, checked against the folder's manifest, or a one-line ConfigError."""
+def verified_parameter_bytes(path: Path, binding: dict | None = None) -> bytes:
+    """The bytes of a final parameter file, checked against the folder's manifest (and, given the run's
+    `parameter_binding`, against what the manifest says they belong to), or a one-line ConfigError."""
     import hashlib
 
     manifest = path.parent / PARAMETER_MANIFEST
     try:
-        expected = json.loads(manifest.read_text(encoding="utf-8"))["files"][path.name]
+        content = json.loads(manifest.read_text(encoding="utf-8"))
+        expected = content["files"][path.name]
     except FileNotFoundError:
         raise ConfigError(f"'{path}' has no checksum ({manifest.name} is missing: the run may have stopped while "
                           "writing its final parameters); finish it with `qmix train --resume` on its run folder") from None
@@ -183,4 +211,9 @@ def verified_parameter_bytes(path: Path) -> bytes:
     if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
         raise ConfigError(f"'{path}' does not match its checksum in {manifest.name} (corrupted or replaced); restore "
                           "it from a copy, or evaluate the run's newest checkpoint with --checkpoint")
+    # manifests written before the binding existed hold none: their checksums are all there is to check
+    difference = None if binding is None or "run" not in content else _binding_difference(content["run"], binding)
+    if difference is not None:
+        raise ConfigError(f"'{path}' belongs to another run ({manifest.name} says {difference} against the run's "
+                          f"config.yaml): restore this run's own parameters, or evaluate the run they came from")
     return data

@@ -24,7 +24,13 @@ from qmix.files import write_atomic
 from qmix.learn.loop import RunnerState, Trainer, run_slice, seed_keys
 from qmix.progress import TrainingProgress
 from qmix.results.metrics import MetricsLog
-from qmix.run_folder import INT32_MAX, parameter_file, seed_folders, write_parameter_manifest
+from qmix.run_folder import (
+    INT32_MAX,
+    parameter_binding,
+    parameter_file,
+    seed_folders,
+    write_parameter_manifest,
+)
 from qmix.stopping import GracefulStop, StopRequested
 
 
@@ -240,7 +246,8 @@ class Session:
             saved = self.trainer.algorithm.saved_parameters(jax.device_get(run_slice(runners.alg, k)))
             for name, tree in saved.items():
                 write_atomic(folder / parameter_file(name), serialization.to_bytes(tree))
-            write_parameter_manifest(folder, [parameter_file(name) for name in saved])
+            write_parameter_manifest(folder, [parameter_file(name) for name in saved],
+                                     parameter_binding(self.config, self.trainer.env))
 
 
 def _no_space(error: BaseException) -> bool:

@@ -20,7 +20,7 @@ from qmix.algorithms import ALGORITHMS
 from qmix.config import ConfigError, build_config
 from qmix.sweep.memory import replay_bytes, task_memory_bytes
 from qmix.sweep.plan import make_tasks, split_seeds, sweep_tasks
-from qmix.sweep.spec import parse_spec
+from qmix.sweep.spec import load_spec, parse_spec
 from qmix.sweep.state import RunState, inspect_run
 from qmix.sweep.worker import read_status
 
@@ -47,6 +47,10 @@ def spec_of(**data):
     ({"maps": ["3m"], "seed_group": "two"}, ["'seed_group' must be a whole number >= 1 or auto"]),
     ({"maps": ["3m"], "settings": {"num_seeds": 4}}, ["'num_seeds' is set by the sweep's own keys"]),
     ({"maps": ["3m"], "resources": {"tpus": 1}}, ["unknown resource 'tpus'"]),
+    ({"maps": ["3m"], "seeds": [0, 2**32]}, ["'seeds' must be below 4,294,967,296"]),
+    ({"maps": [1.5]}, ["'maps' must be a name or a list of them, got 1.5"]),
+    ({"maps": ["3m"], "seeds": ["a"]}, ["'seeds' must be a whole number or a list of them"]),
+    ({"maps": ["3m"], "out": "/dev/null"}, ["the storage folder '/dev/null' is a file"]),
 ])
 def test_a_wrong_sweep_file_gets_one_line_naming_the_fix(data, words):
     with pytest.raises(ConfigError) as error:
@@ -55,6 +59,13 @@ def test_a_wrong_sweep_file_gets_one_line_naming_the_fix(data, words):
     assert "\n" not in message and message.startswith("sweep file 'test.yaml'")
     for word in words:
         assert word in message
+
+
+def test_a_sweep_file_that_is_not_utf8_gets_one_line(tmp_path):
+    spec = tmp_path / "latin1.yaml"
+    spec.write_bytes(b"maps: [3m]\nout: x\n# caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte \d+\); save it as UTF-8"):
+        load_spec(spec)
 
 
 def test_the_command_line_exits_2_on_a_bad_sweep_file_without_a_traceback(tmp_path, monkeypatch, capsys):

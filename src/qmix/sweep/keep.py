@@ -72,7 +72,7 @@ def _keep_folder(source: Path, dest: Path) -> None:
     metrics = source / METRICS_FILE
     if metrics.is_file():
         dest.mkdir(parents=True, exist_ok=True)
-        write_atomic(dest / METRICS_FILE, thin_metrics(metrics.read_text(encoding="utf-8")))
+        write_atomic(dest / METRICS_FILE, thin_metrics(metrics.read_text(encoding="utf-8", errors="replace")))
 
 
 def _folder_pairs(run_dir: Path, dest: Path, config) -> list[tuple[Path, Path]]:

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from qmix.config import build_config
+from qmix.config import SEED_LIMIT, build_config
 from qmix.errors import ConfigError
 
 KEYS = ("maps", "algs", "seeds", "seed_group", "preset", "env_steps", "settings", "grid", "out", "retries",
@@ -61,11 +61,14 @@ def _fail(where: str, message: str) -> None:
     raise ConfigError(f"{where}: {message}")
 
 
-def _as_list(value: Any, where: str, key: str, kind: type) -> list:
+KIND_WORDS = {int: "a whole number", str: "a name", str | int: "a name"}
+
+
+def _as_list(value: Any, where: str, key: str, kind: Any) -> list:
     values = value if isinstance(value, list) else [value]
     for v in values:
         if not isinstance(v, kind) or isinstance(v, bool):
-            _fail(where, f"'{key}' must be a {kind.__name__} or a list of them, got {v!r}")
+            _fail(where, f"'{key}' must be {KIND_WORDS[kind]} or a list of them, got {v!r}")
     if not values:
         _fail(where, f"'{key}' is empty; list at least one")
     return values
@@ -79,6 +82,8 @@ def _seeds(value: Any, where: str) -> list[int]:
     seeds = _as_list(value, where, "seeds", int)
     if len(set(seeds)) != len(seeds) or min(seeds) < 0:
         _fail(where, f"'seeds' must be distinct seeds >= 0, got {seeds}")
+    if max(seeds) >= SEED_LIMIT:  # here, before Ray starts, rather than in the task that runs it
+        _fail(where, f"'seeds' must be below {SEED_LIMIT:,} (32-bit random keys), got {max(seeds):,}")
     return sorted(seeds)
 
 
@@ -137,6 +142,8 @@ def parse_spec(data: Any, source: str, out: Path | None = None) -> SweepSpec:
     target = out or data.get("out")
     if target is None:
         _fail(where, "no storage folder: add out: <folder> to the file or pass --out")
+    if Path(target).exists() and not Path(target).is_dir():
+        _fail(where, f"the storage folder '{target}' is a file; name a folder (out: or --out)")
     spec = SweepSpec(
         maps=[str(m) for m in _as_list(data["maps"], where, "maps", str | int)],
         algs=[str(a) for a in _as_list(data.get("algs", ["qmix"]), where, "algs", str)],
@@ -182,7 +189,9 @@ def load_spec(path: Path, out: Path | None = None) -> SweepSpec:
     if not path.is_file():
         raise ConfigError(f"sweep file '{path}' does not exist; pass a YAML file (docs/sweeps.md has an example)")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         raise ConfigError(f"sweep file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"sweep file '{path}' is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
     return parse_spec(data, str(path), out)

@@ -191,9 +191,12 @@ def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        content = yaml.safe_load(path.read_text())
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         log.warning("Ignoring unreadable %s: %s", path, error)
+        return {}
+    except UnicodeDecodeError as error:
+        log.warning("Ignoring %s: not UTF-8 text (byte %d)", path, error.start)
         return {}
     return content if isinstance(content, dict) else {}
 

@@ -76,7 +76,11 @@ def finished_runs(tmp_path_factory):
     unchecked = root / "no_manifest"
     shutil.copytree(good, unchecked)
     (unchecked / "parameters.json").unlink()
-    return {"FINISHED": str(good), "CORRUPT_PARAMS": str(corrupt), "NO_MANIFEST": str(unchecked)}
+    pruned = root / "no_checkpoints"  # finished, then its checkpoints removed to save space
+    shutil.copytree(good, pruned)
+    shutil.rmtree(pruned / "checkpoints")
+    return {"FINISHED": str(good), "CORRUPT_PARAMS": str(corrupt), "NO_MANIFEST": str(unchecked),
+            "PRUNED": str(pruned)}
 
 
 BAD_INPUTS = [
@@ -161,6 +165,11 @@ BAD_INPUTS = [
     (["reproduce", "--seed-group", "0"], ["--seed-group must be at least 1"]),
     (["reproduce", "--out", "same", "--keep", "same"], ["is the --out folder itself", "another folder"]),
     (["train", "--resume", "FINISHED", "--env-steps", "200"], ["has trained 400 env steps", "at least 400"]),
+    # a finished run whose checkpoints were removed: no hint to resume it, none to overwrite it unawares
+    (["train", "--resume", "PRUNED", "--env-steps", "800"], ["finished run whose checkpoints were removed",
+                                                             "another folder"]),
+    (["train", "--out", "PRUNED", "--env-steps", "10"], ["finished run whose checkpoints were removed",
+                                                         "overwrite it and its final parameters"]),
 ]
 
 

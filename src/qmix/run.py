@@ -30,7 +30,6 @@ from qmix.run_folder import (
     CHECKPOINT_FOLDER,
     CONFIG_FILE,
     METRICS_FILE,
-    PARAMS_FILE,
     default_run_dir,
     drop_records_after,
     seed_folders,
@@ -78,7 +77,13 @@ def check_run_dir(run_dir: Path, force: bool) -> None:
     run_folder.check_can_create(run_dir)
     if force or not run_folder.holds_a_run(run_dir):
         return
-    if not any((run_dir / CHECKPOINT_FOLDER).glob("*")) and not (run_dir / PARAMS_FILE).exists():
+    no_checkpoints = not any((run_dir / CHECKPOINT_FOLDER).glob("*"))
+    if no_checkpoints and run_folder.has_final_parameters(run_dir):
+        raise ConfigError(
+            f"run folder '{run_dir}' holds a finished run whose checkpoints were removed (it cannot be resumed); "
+            "pick another --out, or pass --force to overwrite it and its final parameters"
+        )
+    if no_checkpoints:
         raise ConfigError(
             f"run folder '{run_dir}' holds a run that stopped before its first checkpoint (nothing to resume); "
             f"start it again with --force (its settings: --config {run_dir / CONFIG_FILE}), or pick another --out"
@@ -179,6 +184,12 @@ def resume(
     config = load_run_config(run_dir, changes)
     run_folder.check_writable(run_dir, f"cannot resume '{run_dir}'")
     with GracefulStop() as stop, run_folder.exclusive(run_dir):
+        if not any((run_dir / CHECKPOINT_FOLDER).glob("*")) and run_folder.has_final_parameters(run_dir):
+            raise CheckpointError(
+                f"'{run_dir}' is a finished run whose checkpoints were removed, so it cannot be continued; evaluate "
+                f"it as it is, or train a longer run into another folder (`qmix train --config "
+                f"{run_dir / CONFIG_FILE} --out NEW_FOLDER --env-steps N`)"
+            )
         if not any((run_dir / CHECKPOINT_FOLDER).glob("*")):
             raise CheckpointError(
                 f"no checkpoint in '{run_dir}': the run stopped before its first one, so there is nothing to resume; "

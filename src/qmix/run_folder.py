@@ -147,6 +147,11 @@ def exclusive(run_dir: Path) -> Iterator[None]:
         handle.close()
 
 
+def has_final_parameters(run_dir: Path) -> bool:
+    """Whether the folder holds a run's final parameters (its own, or a seed folder's of a --seeds K run)."""
+    return (run_dir / PARAMS_FILE).is_file() or any(run_dir.glob(f"seed_*/{PARAMS_FILE}"))
+
+
 def parameter_binding(config, spec) -> dict:
     """What a run's final parameters belong to: its algorithm and every one of its settings, the map, and the
     environment's shapes. The manifest holds it, so parameters copied into another run's folder (another

@@ -48,6 +48,9 @@ def runs_to_resume(tmp_path):
     shutil.copytree(unfinished.parent, truncated)
     files = {"runner/d": {"bytes": 128, "sha256": "0" * 64}}
     (truncated / MARKER).write_text(json.dumps({"format": 1, "step": 400, "files": files}))
+    unmarked = tmp_path / "unmarked"  # its only checkpoint killed before its marker: never checkpointed
+    shutil.copytree(no_checkpoint, unmarked)
+    shutil.copytree(unfinished.parent, unmarked / CHECKPOINT_FOLDER / "200")
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder\n")
     not_utf8 = tmp_path / "not_utf8"
@@ -55,7 +58,7 @@ def runs_to_resume(tmp_path):
     (not_utf8 / "config.yaml").write_bytes(b"config_format: 2\nmap: 3m\xff\xfe\n")
     return {"NOT_A_RUN": str(not_a_run), "NO_CHECKPOINT": str(no_checkpoint), "BROKEN_RUN": str(broken),
             "A_FILE": str(a_file), "BELOW_A_FILE": str(a_file / "run"), "NOT_UTF8": str(not_utf8),
-            "NOT_UTF8_CONFIG": str(not_utf8 / "config.yaml"), "A_FOLDER": str(not_a_run)}
+            "NOT_UTF8_CONFIG": str(not_utf8 / "config.yaml"), "A_FOLDER": str(not_a_run), "UNMARKED": str(unmarked)}
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +168,9 @@ BAD_INPUTS = [
     (["reproduce", "--seed-group", "0"], ["--seed-group must be at least 1"]),
     (["reproduce", "--out", "same", "--keep", "same"], ["is the --out folder itself", "another folder"]),
     (["train", "--resume", "FINISHED", "--env-steps", "200"], ["has trained 400 env steps", "at least 400"]),
+    # a run whose only checkpoint was never marked complete: no circle between --resume and --force
+    (["train", "--resume", "UNMARKED"], ["stopped before its first one", "--force"]),
+    (["train", "--out", "UNMARKED", "--env-steps", "10"], ["stopped before its first checkpoint", "--force"]),
     # a finished run whose checkpoints were removed: no hint to resume it, none to overwrite it unawares
     (["train", "--resume", "PRUNED", "--env-steps", "800"], ["finished run whose checkpoints were removed",
                                                              "another folder"]),

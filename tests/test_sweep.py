@@ -189,9 +189,13 @@ def test_a_run_folder_is_done_resumable_fresh_or_in_the_way(tmp_path):
     run = tmp_path / "run"
     assert inspect_run(run, config).state is RunState.FRESH
     run.mkdir()
+    (run / ".qmix.lock").write_text("123")  # killed while creating the folder, before config.yaml
+    assert inspect_run(run, config).state is RunState.FRESH
     (run / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
     assert inspect_run(run, config).state is RunState.FRESH  # killed before its first checkpoint
-    (run / "checkpoints" / "400").mkdir(parents=True)
+    (run / "checkpoints" / "400").mkdir(parents=True)  # renamed by orbax, killed before its marker
+    assert inspect_run(run, config).state is RunState.FRESH
+    (run / "checkpoints" / "400" / "qmix_complete.json").write_text("{}")
     assert inspect_run(run, config).state is RunState.RESUME
     (run / "params.msgpack").write_bytes(b"")
     assert inspect_run(run, config).state is RunState.DONE

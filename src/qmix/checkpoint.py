@@ -30,9 +30,9 @@ import orbax.checkpoint as ocp
 
 from qmix.errors import CheckpointError
 from qmix.files import write_atomic  # noqa: F401  (re-exported: the writer of every run file)
-from qmix.run_folder import CHECKPOINT_FOLDER
+from qmix.run_folder import CHECKPOINT_FOLDER, CHECKPOINT_MARKER
 
-MARKER = "qmix_complete.json"  # written last: a step folder without it was never finished
+MARKER = CHECKPOINT_MARKER  # written last: a step folder without it was never finished
 FORMAT_VERSION = 2  # 2: the algorithm's own state in the runner (`alg`), settings owned by their modules
 # Settings that may differ between a checkpoint and the run resuming it (the budget can be extended).
 RESUMABLE_CHANGES = ("env_steps", "final_evaluation_episodes")  # neither changes what is trained

@@ -27,7 +27,6 @@ from qmix.errors import CheckpointError, ConfigError, NonFiniteError  # noqa: F4
 from qmix.learn.loop import RunnerState, Trainer, seed_keys
 from qmix.memory import check_replay_fits
 from qmix.run_folder import (
-    CHECKPOINT_FOLDER,
     CONFIG_FILE,
     METRICS_FILE,
     default_run_dir,
@@ -77,7 +76,7 @@ def check_run_dir(run_dir: Path, force: bool) -> None:
     run_folder.check_can_create(run_dir)
     if force or not run_folder.holds_a_run(run_dir):
         return
-    no_checkpoints = not any((run_dir / CHECKPOINT_FOLDER).glob("*"))
+    no_checkpoints = not run_folder.marked_checkpoint_steps(run_dir)
     if no_checkpoints and run_folder.has_final_parameters(run_dir):
         raise ConfigError(
             f"run folder '{run_dir}' holds a finished run whose checkpoints were removed (it cannot be resumed); "
@@ -184,13 +183,14 @@ def resume(
     config = load_run_config(run_dir, changes)
     run_folder.check_writable(run_dir, f"cannot resume '{run_dir}'")
     with GracefulStop() as stop, run_folder.exclusive(run_dir):
-        if not any((run_dir / CHECKPOINT_FOLDER).glob("*")) and run_folder.has_final_parameters(run_dir):
+        never_checkpointed = not run_folder.marked_checkpoint_steps(run_dir)
+        if never_checkpointed and run_folder.has_final_parameters(run_dir):
             raise CheckpointError(
                 f"'{run_dir}' is a finished run whose checkpoints were removed, so it cannot be continued; evaluate "
                 f"it as it is, or train a longer run into another folder (`qmix train --config "
                 f"{run_dir / CONFIG_FILE} --out NEW_FOLDER --env-steps N`)"
             )
-        if not any((run_dir / CHECKPOINT_FOLDER).glob("*")):
+        if never_checkpointed:
             raise CheckpointError(
                 f"no checkpoint in '{run_dir}': the run stopped before its first one, so there is nothing to resume; "
                 f"start it again with `qmix train --config {run_dir / CONFIG_FILE} --out {run_dir} --force`"

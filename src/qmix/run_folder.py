@@ -32,6 +32,7 @@ CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_FOLDER = "tensorboard"
 CHECKPOINT_FOLDER = "checkpoints"
+CHECKPOINT_MARKER = "qmix_complete.json"  # written last into a checkpoint step: a step without it was never finished
 PARAMS_FILE = "params.msgpack"  # a run's final parameters, in each seed folder
 EVALUATION_FILE = "evaluation.json"
 PARAMETER_MANIFEST = "parameters.json"  # size, SHA-256 and finiteness of every final parameter file
@@ -81,6 +82,17 @@ def drop_records_after(path: Path, env_steps: int) -> int:
             if record.get("env_steps", INT32_MAX) <= env_steps]
     write_atomic(path, "".join(kept))
     return log.unreadable
+
+
+def marked_checkpoint_steps(run_dir: Path) -> list[int]:
+    """The checkpoint steps that were finished (their marker written), oldest first: what "resumable" means
+    everywhere (train, resume, sweeps). A step orbax renamed but never marked (killed while hashing) does not
+    count; whether a marked one verifies is for the restore to say."""
+    folder = run_dir / CHECKPOINT_FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir()
+                  if p.name.isdigit() and p.is_dir() and (p / CHECKPOINT_MARKER).is_file())
 
 
 def holds_a_run(run_dir: Path) -> bool:

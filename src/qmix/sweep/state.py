@@ -9,7 +9,7 @@ from pathlib import Path
 from qmix.config import Config, build_config
 from qmix.errors import ConfigError
 from qmix.files import read_jsonl
-from qmix.run_folder import PARAMS_FILE, seed_folders
+from qmix.run_folder import LOCK_FILE, PARAMS_FILE, marked_checkpoint_steps, seed_folders
 from qmix.sweep.keep import is_kept
 
 CHECKPOINTS = "checkpoints"
@@ -29,14 +29,6 @@ class Inspection:
     detail: str = ""
 
 
-def complete_checkpoint_steps(run_dir: Path) -> list[int]:
-    """Checkpoint folders orbax finished (an unfinished one still has its temporary name)."""
-    folder = run_dir / CHECKPOINTS
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def _differences(saved: Config, wanted: Config) -> list[str]:
     a, b = saved.to_dict(), wanted.to_dict()
     return [f"{key} {a[key]!r} (saved) vs {b[key]!r}" for key in a if key != "env_steps" and a[key] != b[key]]
@@ -45,7 +37,8 @@ def _differences(saved: Config, wanted: Config) -> list[str]:
 def inspect_run(run_dir: Path, config: Config) -> Inspection:
     config_file = run_dir / "config.yaml"
     if not config_file.is_file():
-        if run_dir.is_dir() and any(p.name != CHECKPOINTS for p in run_dir.iterdir()):
+        # the lock alone is a start killed before its config was written: nothing of value
+        if run_dir.is_dir() and any(p.name not in (CHECKPOINTS, LOCK_FILE) for p in run_dir.iterdir()):
             return Inspection(RunState.CONFLICT, f"'{run_dir}' holds files but no config.yaml; move them away")
         return Inspection(RunState.FRESH)
     try:
@@ -62,7 +55,7 @@ def inspect_run(run_dir: Path, config: Config) -> Inspection:
     finished = all((f / PARAMS_FILE).is_file() for f in seed_folders(run_dir, config)) or is_kept(run_dir, saved)
     if finished and saved.env_steps == config.env_steps:
         return Inspection(RunState.DONE)
-    steps = complete_checkpoint_steps(run_dir)
+    steps = marked_checkpoint_steps(run_dir)
     if steps:
         return Inspection(RunState.RESUME, f"from env step {steps[-1]:,}")
     return Inspection(RunState.FRESH, "started before but killed before its first checkpoint")

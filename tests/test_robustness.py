@@ -221,6 +221,43 @@ def test_a_signal_during_start_up_exits_cleanly_and_leaves_no_run_folder(tmp_pat
     assert not run.exists()
 
 
+def test_a_signal_before_anything_is_imported_is_not_lost(tmp_path):
+    """Ctrl-C while `qmix train` still imports JAX and the environments (before any stop handler of the run
+    exists) is recorded from the command's first moment, and stops the run at its first safe point."""
+    run = tmp_path / "run"
+    script = ("import os, signal, sys\nfrom qmix import cli\n"
+              "main = cli._main\n"
+              "def signal_first(words):\n    os.kill(os.getpid(), signal.SIGINT)\n    return main(words)\n"
+              "cli._main = signal_first\n"
+              f"sys.argv = ['qmix', 'train', '--preset', 'two_step', '--out', {str(run)!r}, '--no-progress']\n"
+              "cli.main()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr.strip().splitlines() == ["qmix: stopped by SIGINT during start-up; nothing was trained"]
+    assert not run.exists()
+
+
+def test_the_early_recorder_hands_over_to_the_run_and_then_gives_ctrl_c_back():
+    import os
+    import signal
+
+    from qmix.stopping import GracefulStop, record_stops_from_now, stop_recording
+
+    record_stops_from_now()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)  # recorded, not fatal
+        with GracefulStop() as stop:
+            assert stop.requested == signal.SIGTERM
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C interrupts again
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        stop_recording()
+    record_stops_from_now()
+    stop_recording()  # a command that never trained: the defaults come back, nothing is left recorded
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert GracefulStop().requested is None
+
+
 def test_files_written_atomically_get_the_permissions_of_a_plain_open(tmp_path):
     import os
 

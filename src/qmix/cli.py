@@ -14,7 +14,7 @@ import typer
 
 from qmix import cli_games
 from qmix.errors import NON_FINITE_EXIT_CODE, ConfigError, NonFiniteError
-from qmix.stopping import StopRequested
+from qmix.stopping import StopRequested, record_stops_from_now, stop_recording
 
 app = typer.Typer(
     add_completion=False,
@@ -25,6 +25,8 @@ app = typer.Typer(
 
 DEFAULT_PRESET = "default"
 # The commands that compile JAX programs: they keep them in the persistent cache (qmix/compile_cache.py)
+# The commands that train: a stop (SIGINT, SIGTERM) is recorded from their first moment and honoured at a safe point
+TRAINING_COMMANDS = frozenset({"train", "sweep", "reproduce"})
 COMPILING_COMMANDS = frozenset({"train", "two-step", "matrix-game", "evaluate", "render", "heuristic", "plot", "reproduce"})
 
 
@@ -335,8 +337,17 @@ def algs() -> None:
 
 
 def main() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     words = [w for w in sys.argv[1:] if not w.startswith("-")]
+    if words and words[0] in TRAINING_COMMANDS and "--help" not in sys.argv:
+        record_stops_from_now()  # before JAX and the environments are imported: a Ctrl-C there is not lost
+    try:
+        _main(words)
+    finally:
+        stop_recording()
+
+
+def _main(words: list[str]) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if words and words[0] in COMPILING_COMMANDS and "--help" not in sys.argv:
         from qmix.compile_cache import enable_compile_cache
 

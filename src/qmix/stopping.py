@@ -19,11 +19,51 @@ class StopRequested(Exception):  # noqa: N818  (a request, not a failure)
         self.exit_code = 128 + signum
 
 
+# A signal that arrived before any GracefulStop was entered (while the command imports JAX and the
+# environments, seconds in which libraries may swallow a KeyboardInterrupt): the first one taken over.
+_early: list[int] = []
+
+
+def record_stops_from_now() -> None:
+    """Record SIGINT/SIGTERM from the very start of a command (call before importing anything slow); the
+    first GracefulStop takes the request over, so the run stops at its first safe point. A second signal
+    interrupts at once, as it does later."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    for signum in SIGNALS:
+        signal.signal(signum, _record_early)
+
+
+def stop_recording() -> None:
+    """Put the default handlers back where the early recorder still stands (the command is over)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in SIGNALS:
+        if signal.getsignal(signum) is _record_early:
+            signal.signal(signum, _after(signum, _record_early))
+    _early.clear()
+
+
+def _record_early(signum, frame) -> None:
+    if _early:
+        raise KeyboardInterrupt
+    _early.append(signum)
+
+
+def _after(signum: int, handler) -> object:
+    """The handler to put back when a GracefulStop ends: the default rather than the early recorder (once
+    training is over, a Ctrl-C interrupts again), and the default for one set outside Python (None)."""
+    if handler is _record_early or handler is None:
+        return signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
+    return handler
+
+
 class GracefulStop:
     """Context manager: records the first SIGINT/SIGTERM instead of dying mid-write."""
 
     def __init__(self):
-        self.requested: int | None = None
+        self.requested: int | None = _early.pop() if _early else None  # asked while the command started
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame) -> None:
@@ -39,8 +79,7 @@ class GracefulStop:
 
     def __exit__(self, *exc) -> None:
         for signum, handler in self._previous.items():
-            # None: the previous handler was set outside Python (e.g. Ray's crash reporter); the default stands in
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+            signal.signal(signum, _after(signum, handler))
 
     @property
     def name(self) -> str:

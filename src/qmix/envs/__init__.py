@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from qmix.envs.mpe_settings import MpeSettings
+from qmix.envs.mpe_settings import MpeCommunicationSettings, MpeSettings
 from qmix.envs.sc2 import Sc2Settings
 from qmix.envs.smax_maps import SmaxSettings, describe_map, list_maps
 from qmix.errors import ConfigError
@@ -42,6 +42,12 @@ for _name in list_maps():
     ENVIRONMENTS.add(_name, "qmix.envs.smax:make_smax", describe_map(_name), settings=SmaxSettings, heuristic=True, render=True)
 ENVIRONMENTS.add("simple_spread", "qmix.envs.mpe:make_simple_spread", "MPE simple_spread (jaxmarl): 3 agents cover 3 landmarks "
                  "without colliding, 25 steps, no win (docs/mpe.md)", settings=MpeSettings)
+ENVIRONMENTS.add("simple_speaker_listener", "qmix.envs.mpe_communication:make_speaker_listener",
+                 "MPE simple_speaker_listener (jaxmarl): a speaker names the goal landmark, a listener goes there, "
+                 "25 steps, no win", settings=MpeCommunicationSettings)
+ENVIRONMENTS.add("simple_reference", "qmix.envs.mpe_communication:make_reference",
+                 "MPE simple_reference (jaxmarl): two agents each tell the other its goal landmark while moving, "
+                 "25 steps, no win", settings=MpeCommunicationSettings)
 
 # backend=sc2 plays any SMAC map in real StarCraft II, stepped from Python (docs/sc2.md)
 SC2 = Entry("sc2", "qmix.envs.sc2:make_sc2", "a SMAC map in StarCraft II", {"settings": Sc2Settings})

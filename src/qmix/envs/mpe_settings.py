@@ -21,3 +21,13 @@ class MpeSettings:
     def validate(self, config) -> None:
         check(self.agents >= 1, f"agents must be at least 1, got {self.agents}")
         check(self.episode_limit >= 1, f"episode_limit must be at least 1 step, got {self.episode_limit}")
+
+
+@dataclass(frozen=True)
+class MpeCommunicationSettings:
+    """How simple_speaker_listener and simple_reference are played (two agents, three landmarks, fixed)."""
+
+    episode_limit: int = setting(DEFAULT_EPISODE_LIMIT, "time limit in steps (jaxmarl's max_steps: 25)")
+
+    def validate(self, config) -> None:
+        check(self.episode_limit >= 1, f"episode_limit must be at least 1 step, got {self.episode_limit}")

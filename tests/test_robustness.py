@@ -272,3 +272,21 @@ def test_files_written_atomically_get_the_permissions_of_a_plain_open(tmp_path):
         os.umask(previous)
         _umask.cache_clear()
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == (tmp_path / "b.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_the_address_space_limit_counts_as_memory_left(monkeypatch):
+    """`ulimit -v` (RLIMIT_AS) caps what the process can allocate however much memory the machine has: the
+    replay check counts the room left under it."""
+    import resource
+    from pathlib import Path
+
+    from qmix import memory
+
+    size = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmSize:"))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (size + 2**30, resource.RLIM_INFINITY))
+    room = memory.address_space_left()
+    assert 0.9 * 2**30 < room <= 2**30  # the process may have grown a little since VmSize was read
+    assert memory.available_bytes() <= room
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert memory.address_space_left() is None

@@ -25,10 +25,27 @@ def replay_bytes(config, example_item) -> int:
     return item_bytes(example_item) * config.buffer_size_episodes * config.num_seeds
 
 
+def address_space_left() -> int | None:
+    """Room left under the process's address-space limit (`ulimit -v`, RLIMIT_AS), None where there is none:
+    an allocation past it fails however much memory the machine has."""
+    import resource
+
+    limit, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if limit == resource.RLIM_INFINITY:
+        return None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return limit - int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return limit
+
+
 def available_bytes() -> int | None:
-    """Memory this process may still use: the smaller of the system's available memory and the room left
-    under a cgroup limit (a container's or a job's); None where neither can be read."""
-    candidates = []
+    """Memory this process may still use: the smallest of the system's available memory, the room left under
+    a cgroup limit (a container's or a job's) and under the address-space limit; None where none can be read."""
+    candidates = [room for room in (address_space_left(),) if room is not None]
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):

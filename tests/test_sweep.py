@@ -400,3 +400,18 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_failed_task_says_why_in_its_own_log(tmp_path):
+    from qmix.sweep.worker import log_path, train_task
+
+    spec = parse_spec({"maps": ["two_step"], "preset": "two_step", "env_steps": 100, "out": str(tmp_path)}, "t.yaml")
+    [task] = sweep_tasks(spec, 10**12)
+    task.run_dir.mkdir(parents=True)
+    other = build_config(preset="two_step", env_steps=100, lr=0.1)  # another run is in the way
+    (task.run_dir / "config.yaml").write_text(yaml.safe_dump(other.to_dict()))
+    with pytest.raises(ConfigError, match="holds a run with other settings"):
+        train_task(task, str(tmp_path), "sweep-1")
+    lines = log_path(tmp_path, task.name).read_text().splitlines()
+    assert lines[0].startswith("--- attempt 1") and lines[-1].startswith("--- failed: ConfigError: ")
+    assert "holds a run with other settings" in lines[-1]

@@ -72,37 +72,48 @@ def _record_attempt(out: Path, task: Task, sweep_id: str) -> int:
 
 def train_task(task: Task, out: str, sweep_id: str) -> dict:
     """Run one task to its budget; returns what the driver reports. Errors propagate (no retry for them)."""
-    from qmix.run import resume, train
-
     out_path = Path(out)
     attempt = _record_attempt(out_path, task, sweep_id)
     config = task.config
     found = inspect_run(task.run_dir, config)
-    if found.state is RunState.CONFLICT:
-        raise ConfigError(found.detail)
     if found.state is RunState.DONE and not task.needs_evaluation:
         return {"name": task.name, "mode": "already done", "attempt": attempt, "wall_seconds": 0.0}
-    result = {"name": task.name, "attempt": attempt, "wall_seconds": 0.0}
     log = log_path(out_path, task.name)
     with open(log, "a", encoding="utf-8") as stream, contextlib.redirect_stdout(stream), \
             contextlib.redirect_stderr(stream):
         print(f"--- attempt {attempt} on {_node_address()} (pid {os.getpid()}), {time.ctime()}", flush=True)
-        enable_compile_cache()  # the node's tasks share their compiled programs (a fresh process each)
-        if found.state is RunState.DONE:
-            mode = "trained before"
+        try:
+            return _train_logged(task, found, attempt)
+        except BaseException as error:  # the log the failure line points to says why, too
+            reason = (str(error).strip().splitlines() or [""])[0]
+            print(f"--- failed: {type(error).__name__}: {reason}", flush=True)
+            raise
+
+
+def _train_logged(task: Task, found, attempt: int) -> dict:
+    """The task's work, its output going to the task's log."""
+    from qmix.run import resume, train
+
+    if found.state is RunState.CONFLICT:
+        raise ConfigError(found.detail)
+    config = task.config
+    result = {"name": task.name, "attempt": attempt, "wall_seconds": 0.0}
+    enable_compile_cache()  # the node's tasks share their compiled programs (a fresh process each)
+    if found.state is RunState.DONE:
+        mode = "trained before"
+    else:
+        if found.state is RunState.RESUME:
+            mode = f"resumed {found.detail}"
+            summary = resume(task.run_dir, {"env_steps": task.env_steps}, progress=False)
         else:
-            if found.state is RunState.RESUME:
-                mode = f"resumed {found.detail}"
-                summary = resume(task.run_dir, {"env_steps": task.env_steps}, progress=False)
-            else:
-                mode = "from env step 0" + (f" ({found.detail})" if found.detail else "")
-                summary = train(config, task.run_dir, force=True, progress=False)
-            print(f"--- finished: {mode}, {summary.wall_seconds:.0f} s", flush=True)
-            result.update(wall_seconds=summary.wall_seconds, headline=summary.headline,
-                          final_test_headline=list(summary.final_test_headline),
-                          env_steps=list(summary.env_steps))
-        if task.needs_evaluation:
-            mode += "; " + _evaluate(task, result)
+            mode = "from env step 0" + (f" ({found.detail})" if found.detail else "")
+            summary = train(config, task.run_dir, force=True, progress=False)
+        print(f"--- finished: {mode}, {summary.wall_seconds:.0f} s", flush=True)
+        result.update(wall_seconds=summary.wall_seconds, headline=summary.headline,
+                      final_test_headline=list(summary.final_test_headline),
+                      env_steps=list(summary.env_steps))
+    if task.needs_evaluation:
+        mode += "; " + _evaluate(task, result)
     return {**result, "mode": mode}
 
 

@@ -37,9 +37,10 @@ from qmix.algorithms.coma.critic import (
     taken_values,
 )
 from qmix.algorithms.coma.settings import COMASettings
+from qmix.algorithms.recurrent_actors import HistoryInputs, draw
 from qmix.algorithms.value_decomposition.targets import masked_td_loss
 from qmix.episodes import EnvSpec, Episodes, previous_actions
-from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
+from qmix.nets.agent import agent_input_dim, make_agent
 
 
 @struct.dataclass
@@ -99,6 +100,7 @@ class COMA:
         self.spec = spec
         self.actor = make_agent(settings.agent, spec.n_actions, settings.agent_hidden_dim)
         self.critic = COMACritic(spec.n_actions, settings.critic_hidden_dim)
+        self.histories = HistoryInputs(spec.n_agents, spec.n_actions, settings.obs_last_action, settings.obs_agent_id)
         self.input_dim = agent_input_dim(spec.obs_dim, spec.n_agents, spec.n_actions, settings.obs_last_action,
                                          settings.obs_agent_id)
         self.critic_input_dim = critic_input_dim(spec.state_dim, spec.obs_dim, spec.n_agents, spec.n_actions)
@@ -140,30 +142,19 @@ class COMA:
 
     def initial_actor_state(self, n_envs: int) -> tuple[jax.Array, jax.Array]:
         """(actor hidden state [E, N, H], previous actions [E, N], -1: none yet)."""
-        hidden = jnp.zeros((n_envs, self.spec.n_agents, self.settings.agent_hidden_dim))
-        return hidden, -jnp.ones((n_envs, self.spec.n_agents), jnp.int32)
+        return self.histories.initial_state(n_envs, self.settings.agent_hidden_dim)
 
     def act(self, policy: Policy, actor_state, key, obs, avail):
-        hidden, last_actions = actor_state
-        s = self.settings
-        inputs = build_agent_inputs(obs, last_actions, self.spec.n_actions, s.obs_last_action, s.obs_agent_id)
-        hidden, logits = self.actor.apply(policy.actor, hidden, inputs)  # [E, N, A]
-        log_pi = floored_log_policy(logits, avail, policy.epsilon)
-        sampled = jax.random.categorical(key, log_pi)
-        actions = jnp.where(policy.greedy, jnp.argmax(log_pi, axis=-1), sampled).astype(jnp.int32)
+        hidden, logits = self.histories.step(self.actor, policy.actor, actor_state, obs)  # [E, N, A]
+        actions = draw(key, floored_log_policy(logits, avail, policy.epsilon), policy.greedy)
         return (hidden, actions), actions
 
     # ----- learning -----
     def log_policy(self, actor_params, episodes: Episodes, epsilon: jax.Array) -> jax.Array:
         """The floored policy of every slot of whole episodes: -> log pi [B, T+1, N, A]. The hidden state
         starts at zero in slot 0 (each item is one whole episode)."""
-        s = self.settings
-        inputs = build_agent_inputs(episodes.obs, previous_actions(episodes), self.spec.n_actions,
-                                    s.obs_last_action, s.obs_agent_id)  # [B, T+1, N, D]
-        hidden = jnp.zeros((episodes.obs.shape[0], self.spec.n_agents, s.agent_hidden_dim))
-        _, logits = jax.lax.scan(lambda h, x: self.actor.apply(actor_params, h, x), hidden,
-                                 jnp.swapaxes(inputs, 0, 1))
-        return floored_log_policy(jnp.swapaxes(logits, 0, 1), episodes.avail, epsilon)
+        logits = self.histories.unroll(self.actor, actor_params, episodes)
+        return floored_log_policy(logits, episodes.avail, epsilon)
 
     def critic_loss(self, critic_params, inputs: jax.Array, actions: jax.Array, targets: jax.Array,
                     filled: jax.Array):

@@ -21,8 +21,9 @@ from flax import struct
 
 from qmix.algorithms.independent_ppo.advantages import gae
 from qmix.algorithms.independent_ppo.settings import IndependentPPOSettings
-from qmix.episodes import EnvSpec, Episodes, previous_actions
-from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
+from qmix.algorithms.recurrent_actors import HistoryInputs, draw
+from qmix.episodes import EnvSpec, Episodes
+from qmix.nets.agent import agent_input_dim, make_agent
 
 
 @struct.dataclass
@@ -74,6 +75,7 @@ class IndependentPPO:
         self.spec = spec
         self.actor = make_agent(settings.agent, spec.n_actions, settings.agent_hidden_dim)
         self.critic = make_agent(settings.agent, 1, settings.critic_hidden_dim)
+        self.histories = HistoryInputs(spec.n_agents, spec.n_actions, settings.obs_last_action, settings.obs_agent_id)
         self.input_dim = agent_input_dim(spec.obs_dim, spec.n_agents, spec.n_actions, settings.obs_last_action,
                                          settings.obs_agent_id)
         clip = [optax.clip_by_global_norm(settings.grad_norm_clip)] if settings.grad_norm_clip is not None else []
@@ -103,35 +105,18 @@ class IndependentPPO:
 
     def initial_actor_state(self, n_envs: int) -> tuple[jax.Array, jax.Array]:
         """(actor hidden state [E, N, H], previous actions [E, N], -1: none yet)."""
-        hidden = jnp.zeros((n_envs, self.spec.n_agents, self.settings.agent_hidden_dim))
-        return hidden, -jnp.ones((n_envs, self.spec.n_agents), jnp.int32)
+        return self.histories.initial_state(n_envs, self.settings.agent_hidden_dim)
 
     def act(self, policy: Policy, actor_state, key, obs, avail):
-        hidden, last_actions = actor_state
-        s = self.settings
-        inputs = build_agent_inputs(obs, last_actions, self.spec.n_actions, s.obs_last_action, s.obs_agent_id)
-        hidden, logits = self.actor.apply(policy.actor, hidden, inputs)  # [E, N, A]
-        log_pi = masked_log_policy(logits, avail)
-        sampled = jax.random.categorical(key, log_pi)
-        actions = jnp.where(policy.greedy, jnp.argmax(log_pi, axis=-1), sampled).astype(jnp.int32)
+        hidden, logits = self.histories.step(self.actor, policy.actor, actor_state, obs)  # [E, N, A]
+        actions = draw(key, masked_log_policy(logits, avail), policy.greedy)
         return (hidden, actions), actions
 
     # ----- learning -----
-    def unroll(self, network, params, hidden_dim: int, episodes: Episodes) -> jax.Array:
-        """A shared network over every slot of whole episodes -> [B, T+1, N, outputs]; the hidden state
-        starts at zero in slot 0 (each item is one whole episode)."""
-        s = self.settings
-        inputs = build_agent_inputs(episodes.obs, previous_actions(episodes), self.spec.n_actions,
-                                    s.obs_last_action, s.obs_agent_id)  # [B, T+1, N, D]
-        hidden = jnp.zeros((episodes.obs.shape[0], self.spec.n_agents, hidden_dim))
-        _, out = jax.lax.scan(lambda h, x: network.apply(params, h, x), hidden, jnp.swapaxes(inputs, 0, 1))
-        return jnp.swapaxes(out, 0, 1)
-
     def log_policy_and_values(self, params: Params, episodes: Episodes) -> tuple[jax.Array, jax.Array]:
         """-> log pi [B, T+1, N, A] over available actions, V [B, T+1, N]."""
-        s = self.settings
-        logits = self.unroll(self.actor, params.actor, s.agent_hidden_dim, episodes)
-        values = self.unroll(self.critic, params.critic, s.critic_hidden_dim, episodes)[..., 0]
+        logits = self.histories.unroll(self.actor, params.actor, episodes)
+        values = self.histories.unroll(self.critic, params.critic, episodes)[..., 0]
         return masked_log_policy(logits, episodes.avail), values
 
     def rollout(self, params: Params, episodes: Episodes) -> Rollout:

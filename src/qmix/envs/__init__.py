@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from qmix.envs.lbf_settings import PREFIX as LBF_PREFIX
+from qmix.envs.lbf_settings import SCENARIOS as LBF_SCENARIOS
+from qmix.envs.lbf_settings import LbfSettings, Scenario
 from qmix.envs.mpe_settings import MpeCommunicationSettings, MpeSettings
 from qmix.envs.sc2 import Sc2Settings
 from qmix.envs.smax_maps import SmaxSettings, describe_map, list_maps
@@ -48,6 +51,9 @@ ENVIRONMENTS.add("simple_speaker_listener", "qmix.envs.mpe_communication:make_sp
 ENVIRONMENTS.add("simple_reference", "qmix.envs.mpe_communication:make_reference",
                  "MPE simple_reference (jaxmarl): two agents each tell the other its goal landmark while moving, "
                  "25 steps, no win", settings=MpeCommunicationSettings)
+for _scenario in LBF_SCENARIOS:  # Level-Based Foraging (jumanji, the `jumanji` extra): EPyMARL's scenarios
+    ENVIRONMENTS.add(LBF_PREFIX + _scenario, "qmix.envs.lbf:make_lbf", Scenario.parse(_scenario).describe(),
+                     settings=LbfSettings)
 
 # backend=sc2 plays any SMAC map in real StarCraft II, stepped from Python (docs/sc2.md)
 SC2 = Entry("sc2", "qmix.envs.sc2:make_sc2", "a SMAC map in StarCraft II", {"settings": Sc2Settings})

@@ -13,6 +13,9 @@ from qmix.envs.lbf_settings import PREFIX as LBF_PREFIX
 from qmix.envs.lbf_settings import SCENARIOS as LBF_SCENARIOS
 from qmix.envs.lbf_settings import LbfSettings, Scenario
 from qmix.envs.mpe_settings import MpeCommunicationSettings, MpeSettings
+from qmix.envs.rware_settings import PREFIX as RWARE_PREFIX
+from qmix.envs.rware_settings import SCENARIOS as RWARE_SCENARIOS
+from qmix.envs.rware_settings import RwareSettings, Warehouse
 from qmix.envs.sc2 import Sc2Settings
 from qmix.envs.smax_maps import SmaxSettings, describe_map, list_maps
 from qmix.errors import ConfigError
@@ -54,6 +57,9 @@ ENVIRONMENTS.add("simple_reference", "qmix.envs.mpe_communication:make_reference
 for _scenario in LBF_SCENARIOS:  # Level-Based Foraging (jumanji, the `jumanji` extra): EPyMARL's scenarios
     ENVIRONMENTS.add(LBF_PREFIX + _scenario, "qmix.envs.lbf:make_lbf", Scenario.parse(_scenario).describe(),
                      settings=LbfSettings)
+for _scenario in RWARE_SCENARIOS:  # Robotic Warehouse (jumanji, the `jumanji` extra): rware's scenarios
+    ENVIRONMENTS.add(RWARE_PREFIX + _scenario, "qmix.envs.rware:make_rware",
+                     Warehouse.of(RWARE_PREFIX + _scenario).describe(), settings=RwareSettings)
 
 # backend=sc2 plays any SMAC map in real StarCraft II, stepped from Python (docs/sc2.md)
 SC2 = Entry("sc2", "qmix.envs.sc2:make_sc2", "a SMAC map in StarCraft II", {"settings": Sc2Settings})

@@ -1,6 +1,6 @@
 """Training throughput against the environment-only ceiling, on the same vmapped environments.
 
-    python benchmarks/speed.py [--maps 3m 8m 3s5z] [--preset pymarl] [--env-steps 20000] [--against REF | --algs A B ...]
+    python benchmarks/speed.py [--maps 3m 8m 3s5z] [--preset pymarl] [--env-steps 20000] [--against REF | --algs A B ... | --env-only]
 
 For each map: env steps per second of the compiled training loop (collection + replay + learner updates at
 the preset's ratio, after compilation and once the replay can be sampled), the environment alone with random
@@ -10,6 +10,8 @@ one after the other, so the ratios hold even on a busy machine better than the a
 
 `--against REF` (a git commit or branch) measures the same maps with that version of the library too,
 map by map in turns (old, new), and prints both training rates and their ratio.
+
+`--env-only` measures only the environments (any registered map), at the preset's num_envs and at 256.
 
 `--algs qmix cw_qmix ...` measures algorithms side by side instead, map by map with the same preset: the
 training rate, and the cost of one learner update alone (on a batch of the preset's batch_size episodes, or
@@ -103,6 +105,18 @@ def compare_algorithms(algs: list[str], maps: list[str], preset: str, env_steps:
                   f"{cost / first[1]:.2f} |", flush=True)
 
 
+def environments_only(maps: list[str], preset: str) -> None:
+    print(f"preset {preset}; {jax.device_count()} {jax.default_backend()} device(s); random available actions")
+    print("| map | agents | episode limit | env steps/s, preset's envs | env steps/s, 256 envs |")
+    print("|---|---|---|---|---|")
+    for name in maps:
+        trainer = make_trainer(build_config(preset=preset, map=name))  # the preset's algorithm only acts, at epsilon 1
+        n_envs, env = trainer.config.num_envs, trainer.env
+        rounds = max(1, 4000 // (n_envs * env.episode_limit // 2 + 1))
+        narrow, wide = environment_rate(trainer, n_envs, rounds), environment_rate(trainer, 256, rounds=2)
+        print(f"| {name} | {env.n_agents} | {env.episode_limit} | {narrow:,.0f} ({n_envs}) | {wide:,.0f} |", flush=True)
+
+
 def rate_of_version(ref_tree: Path, name: str, preset: str, env_steps: int) -> float:
     """The training rate on `name` measured by the copy of this script in another version's tree."""
     env = {**os.environ, "PYTHONPATH": str(ref_tree / "src")}
@@ -137,7 +151,12 @@ def main() -> None:
     parser.add_argument("--env-steps", type=int, default=20_000, help="measured training env steps per map")
     parser.add_argument("--against", metavar="REF", help="also measure this git commit's version, side by side")
     parser.add_argument("--algs", nargs="+", help="measure these algorithms side by side (the first is the baseline)")
+    parser.add_argument("--env-only", action="store_true", help="only the environments: random available actions "
+                        "through the same rollout code, at the preset's num_envs and at 256")
     args = parser.parse_args()
+    if args.env_only:
+        environments_only(args.maps, args.preset)
+        return
     if args.algs:
         compare_algorithms(args.algs, args.maps, args.preset, args.env_steps)
         return

@@ -201,3 +201,16 @@ def test_config_lists_every_setting(capsys):
     code, output = run_cli(["config", "--preset", "pymarl"], capsys)
     assert code in (0, None)
     assert "target_update_interval_episodes: 200" in output and "lr: 0.0005" in output
+
+
+def test_maps_are_listed_by_suite_each_once(capsys):
+    from qmix.envs import ENVIRONMENTS
+
+    code, out = run_cli(["maps"], capsys)
+    assert code == 0
+    headings = [line for line in out.splitlines() if not line.startswith(" ")]
+    assert headings == ["matrix games:", "SMAX (jaxmarl):", "MPE (jaxmarl):", "Level-Based Foraging (jumanji):",
+                        "Robotic Warehouse (jumanji):"]
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith(" ")]
+    assert listed[2:8] == ["3m", "5m", "8m", "2s3z", "3s5z", "1c3s5z"]  # the paper's maps first in SMAX
+    assert sorted(listed) == sorted(ENVIRONMENTS.names())

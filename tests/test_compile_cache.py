@@ -27,8 +27,9 @@ def test_an_unwritable_cache_folder_is_one_warning_line_and_no_cache(tmp_path, c
 
 
 def test_help_the_listings_and_the_compiling_commands_own_help_import_no_heavy_library():
-    heavy = ("jax", "flax", "optax", "jaxmarl", "ray", "matplotlib")
-    listings = (["maps"], ["algs"], ["config"], ["config", "--alg", "ippo", "--map", "simple_spread"])
+    heavy = ("jax", "flax", "optax", "jaxmarl", "jumanji", "ray", "matplotlib")
+    listings = (["maps"], ["algs"], ["config"], ["config", "--alg", "ippo", "--map", "simple_spread"],
+                ["config", "--alg", "coma", "--map", "lbf-8x8-2p-2f-coop"])
     for argv in (["--help"], ["train", "--help"], [], *listings):
         script = ("import sys\nfrom qmix.cli import main\n"
                   f"sys.argv = ['qmix', *{argv!r}]\n"

@@ -322,10 +322,10 @@ def _yaml_scalar(value) -> str:
 
 @app.command()
 def maps() -> None:
-    """List the maps (SMAX, the paper's six first), MPE and the matrix games, one line each."""
+    """List the maps by suite (the matrix games, SMAX with the paper's six first, MPE, LBF, RWARE), one line each."""
     from qmix.envs import ENVIRONMENTS
 
-    typer.echo("\n".join(ENVIRONMENTS.describe()))
+    typer.echo("\n".join(ENVIRONMENTS.describe(group_by="suite")))
 
 
 @app.command()

@@ -103,11 +103,18 @@ class Registry(Generic[T]):
         self._refresh()
         return iter(list(self._entries.values()))
 
-    def describe(self) -> list[str]:
-        """One line per entry: name and description, aligned."""
+    def describe(self, group_by: str | None = None) -> list[str]:
+        """One line per entry: name and description, aligned; with `group_by` (a fact), under a heading per
+        value of that fact, in the order the values first appear (entries without it last, as "other")."""
         self._refresh()
         width = max((len(name) for name in self._entries), default=0)
-        return [f"{e.name:<{width}}  {e.description}" for e in self]
+        if group_by is None:
+            return [f"{e.name:<{width}}  {e.description}" for e in self]
+        groups: dict[str, list[Entry[T]]] = {}
+        for entry in sorted(self, key=lambda e: group_by not in e.facts):
+            groups.setdefault(str(entry.facts.get(group_by, "other")), []).append(entry)
+        return [line for heading, entries in groups.items()
+                for line in (f"{heading}:", *(f"  {e.name:<{width}}  {e.description}" for e in entries))]
 
 
 @functools.cache

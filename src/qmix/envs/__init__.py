@@ -2,7 +2,8 @@
 
 An environment is an adapter file (the `Environment` protocol, a settings class, a `make(name,
 settings)` function) and a registry line here. An entry's facts say what else it offers: `heuristic`
-(the paper's attack-the-closest-enemy baseline plays it) and `render` (`qmix render` can draw it).
+(the paper's attack-the-closest-enemy baseline plays it) and `render` (`qmix render` can draw it); `suite`
+groups it in `qmix maps`.
 """
 
 from __future__ import annotations
@@ -40,26 +41,28 @@ def __getattr__(name: str):
 ENVIRONMENTS: Registry = Registry("map")
 # Adapters are named "module:function" and imported when a run needs them (JAX and jaxmarl load slowly).
 ENVIRONMENTS.add("two_step", "qmix.envs.two_step:make_two_step", "the two-step matrix game of the QMIX paper (section 5, Table 1)",
-                 settings=NoSettings)
+                 settings=NoSettings, suite="matrix games")
 ENVIRONMENTS.add("matrix_game", "qmix.envs.matrix_game:make_matrix_game",
                  "the one-step matrix game of Weighted QMIX (section 6.1) that monotonic mixing cannot solve",
-                 settings=NoSettings)
+                 settings=NoSettings, suite="matrix games")
 for _name in list_maps():
-    ENVIRONMENTS.add(_name, "qmix.envs.smax:make_smax", describe_map(_name), settings=SmaxSettings, heuristic=True, render=True)
+    ENVIRONMENTS.add(_name, "qmix.envs.smax:make_smax", describe_map(_name), settings=SmaxSettings, heuristic=True, render=True,
+                     suite="SMAX (jaxmarl)")
 ENVIRONMENTS.add("simple_spread", "qmix.envs.mpe:make_simple_spread", "MPE simple_spread (jaxmarl): 3 agents cover 3 landmarks "
-                 "without colliding, 25 steps, no win (docs/mpe.md)", settings=MpeSettings)
+                 "without colliding, 25 steps, no win (docs/mpe.md)", settings=MpeSettings, suite="MPE (jaxmarl)")
 ENVIRONMENTS.add("simple_speaker_listener", "qmix.envs.mpe_communication:make_speaker_listener",
                  "MPE simple_speaker_listener (jaxmarl): a speaker names the goal landmark, a listener goes there, "
-                 "25 steps, no win", settings=MpeCommunicationSettings)
+                 "25 steps, no win", settings=MpeCommunicationSettings, suite="MPE (jaxmarl)")
 ENVIRONMENTS.add("simple_reference", "qmix.envs.mpe_communication:make_reference",
                  "MPE simple_reference (jaxmarl): two agents each tell the other its goal landmark while moving, "
-                 "25 steps, no win", settings=MpeCommunicationSettings)
+                 "25 steps, no win", settings=MpeCommunicationSettings, suite="MPE (jaxmarl)")
 for _scenario in LBF_SCENARIOS:  # Level-Based Foraging (jumanji, the `jumanji` extra): EPyMARL's scenarios
     ENVIRONMENTS.add(LBF_PREFIX + _scenario, "qmix.envs.lbf:make_lbf", Scenario.parse(_scenario).describe(),
-                     settings=LbfSettings)
+                     settings=LbfSettings, suite="Level-Based Foraging (jumanji)")
 for _scenario in RWARE_SCENARIOS:  # Robotic Warehouse (jumanji, the `jumanji` extra): rware's scenarios
     ENVIRONMENTS.add(RWARE_PREFIX + _scenario, "qmix.envs.rware:make_rware",
-                     Warehouse.of(RWARE_PREFIX + _scenario).describe(), settings=RwareSettings)
+                     Warehouse.of(RWARE_PREFIX + _scenario).describe(), settings=RwareSettings,
+                     suite="Robotic Warehouse (jumanji)")
 
 # backend=sc2 plays any SMAC map in real StarCraft II, stepped from Python (docs/sc2.md)
 SC2 = Entry("sc2", "qmix.envs.sc2:make_sc2", "a SMAC map in StarCraft II", {"settings": Sc2Settings})

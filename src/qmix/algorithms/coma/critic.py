@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from qmix.algorithms.value_decomposition.targets import lambda_targets
+from qmix.algorithms.value_decomposition.targets import lambda_targets, value_of_actions
 
 
 class COMACritic(nn.Module):
@@ -72,9 +72,8 @@ def slot_actions(actions: jax.Array, filled: jax.Array, bootstrap_actions: jax.A
     return jnp.where(real, padded, bootstrap_actions).astype(jnp.int32)
 
 
-def taken_values(q: jax.Array, actions: jax.Array) -> jax.Array:
-    """q [..., N, A], actions [..., N] -> [..., N]: each agent's value of the joint action taken."""
-    return jnp.take_along_axis(q, actions[..., None], axis=-1)[..., 0]
+# each agent's value of the joint action taken: q [..., N, A], actions [..., N] -> [..., N]
+taken_values = value_of_actions
 
 
 def critic_targets(target_q: jax.Array, actions: jax.Array, rewards: jax.Array, terminated: jax.Array,

@@ -22,6 +22,7 @@ from flax import struct
 from qmix.algorithms.independent_ppo.advantages import gae
 from qmix.algorithms.independent_ppo.settings import IndependentPPOSettings
 from qmix.algorithms.recurrent_actors import HistoryInputs, draw
+from qmix.algorithms.value_decomposition.targets import value_of_actions
 from qmix.episodes import EnvSpec, Episodes
 from qmix.nets.agent import agent_input_dim, make_agent
 
@@ -122,7 +123,7 @@ class IndependentPPO:
     def rollout(self, params: Params, episodes: Episodes) -> Rollout:
         """Old log-probabilities, GAE advantages and value targets, from the parameters that collected."""
         log_pi, values = self.log_policy_and_values(params, episodes)
-        taken = jnp.take_along_axis(log_pi[:, :-1], episodes.actions[..., None], axis=-1)[..., 0]
+        taken = value_of_actions(log_pi[:, :-1], episodes.actions)
         s = self.settings
         advantages = gae(episodes.rewards, episodes.terminated, episodes.filled, values, s.gamma, s.gae_lambda)
         return Rollout(taken, advantages, advantages + values[:, :-1] * episodes.filled[..., None])
@@ -140,7 +141,7 @@ class IndependentPPO:
         if s.normalise_advantages:
             centred = advantages - mean(advantages)
             advantages = centred / (jnp.sqrt(mean(centred**2)) + 1e-8)
-        taken = jnp.take_along_axis(log_pi, episodes.actions[..., None], axis=-1)[..., 0]
+        taken = value_of_actions(log_pi, episodes.actions)
         taken = jnp.where(mask > 0, taken, rollout.old_log_probs)  # padding steps: ratio 1, never inf
         ratio = jnp.exp(taken - rollout.old_log_probs)
         clipped = jnp.clip(ratio, 1.0 - s.clip_ratio, 1.0 + s.clip_ratio)

@@ -199,7 +199,7 @@ class ValueDecomposition:
         """Every slot's agent utilities (online and target networks) and Q_tot of the actions taken."""
         q = self.unroll(params.agent, batch)  # [B, T+1, N, A]
         target_q = jax.lax.stop_gradient(self.unroll(target_params.agent, batch))
-        q_taken = jnp.take_along_axis(q[:, :-1], batch.actions[..., None], axis=-1)[..., 0]  # [B, T, N]
+        q_taken = td.value_of_actions(q[:, :-1], batch.actions)  # [B, T, N]
         states = self.mixer_states(batch)  # [B, T+1, S']
         taken = MixerInput(q_taken, q[:, :-1], batch.actions, states[:, :-1], batch.avail[:, :-1])
         return ChosenValues(q, target_q, states, self.mixer.apply(params.mixer, taken))

@@ -16,6 +16,12 @@ import jax
 import jax.numpy as jnp
 
 
+def value_of_actions(values: jax.Array, actions: jax.Array) -> jax.Array:
+    """values [..., A], actions [...] int -> [...]: each one's value of its action (Q of the action taken, a
+    policy's log-probability of it, ...)."""
+    return jnp.take_along_axis(values, actions[..., None], axis=-1)[..., 0]
+
+
 def masked_argmax(q: jax.Array, avail: jax.Array) -> jax.Array:
     """q [..., A], avail [..., A] bool -> [...] index of the best available action (0 if none is)."""
     return jnp.argmax(jnp.where(avail, q, -jnp.inf), axis=-1)
@@ -42,7 +48,7 @@ def next_agent_values(
     if not double_q:
         return masked_max(target_q, avail)
     best = masked_argmax(jax.lax.stop_gradient(online_q), avail)
-    value = jnp.take_along_axis(target_q, best[..., None], axis=-1)[..., 0]
+    value = value_of_actions(target_q, best)
     return jnp.where(avail.any(axis=-1), value, 0.0)
 
 

@@ -54,11 +54,6 @@ class WeightedValues(ChosenValues):
     greedy_central_value: jax.Array
 
 
-def chosen(q: jax.Array, actions: jax.Array) -> jax.Array:
-    """q [..., N, A], actions [..., N] -> [..., N] the utility of each agent's action."""
-    return jnp.take_along_axis(q, actions[..., None], axis=-1)[..., 0]
-
-
 class WeightedQMIX(ValueDecomposition):
     """QMIX with Q-hat* beside it; subclasses choose the weighting."""
 
@@ -82,12 +77,12 @@ class WeightedQMIX(ValueDecomposition):
         values = super().chosen_values(params, target_params, batch)
         states = values.states
         central_q = self.unroll(params.central_agent, batch, self.central_agent)  # [B, T+1, N, A]
-        taken = MixerInput(chosen(central_q[:, :-1], batch.actions), central_q[:, :-1], batch.actions,
+        taken = MixerInput(td.value_of_actions(central_q[:, :-1], batch.actions), central_q[:, :-1], batch.actions,
                            states[:, :-1], batch.avail[:, :-1])
         central_q_tot = self.central_mixer.apply(params.central_mixer, taken)  # [B, T, 1]
         greedy = td.masked_argmax(jax.lax.stop_gradient(values.q), batch.avail).astype(jnp.int32)  # [B, T+1, N]
         target_central_q = self.unroll(target_params.central_agent, batch, self.central_agent)
-        at_greedy = MixerInput(chosen(target_central_q, greedy), target_central_q, greedy, states, batch.avail)
+        at_greedy = MixerInput(td.value_of_actions(target_central_q, greedy), target_central_q, greedy, states, batch.avail)
         greedy_value = jax.lax.stop_gradient(self.central_mixer.apply(target_params.central_mixer, at_greedy))
         return WeightedValues(values.q, values.target_q, states, values.q_tot, central_q_tot, greedy, greedy_value)
 

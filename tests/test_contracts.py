@@ -17,8 +17,10 @@ from qmix.envs import ENVIRONMENTS, make_env
 from qmix.envs.base import episode_metrics
 from qmix.episodes import EnvSpec, Episodes
 from qmix.learn.rollout import run_episodes
+from qmix.learn.step_collection import run_steps, start_collector
 from qmix.nets.agent import AGENTS
 from qmix.nets.mixers import MIXERS, MixerInput, mixer_outputs
+from qmix.step_rollouts import StepRollout
 
 # XLA's cheapest CPU compile: compiling SMAX's step is almost all of an environment's contract test, and a
 # random episode runs in milliseconds even unoptimised.
@@ -123,14 +125,21 @@ def test_every_algorithm_acts_on_available_actions_and_makes_one_finite_update(n
     assert uses_replay(ALGORITHMS.entry(name)) == algorithm.uses_replay, "the registry's fact and the class disagree"
     state = algorithm.init(jax.random.PRNGKey(0))
     example = algorithm.example_item()
-    assert isinstance(example, Episodes) and example.obs.shape[0] == two_step_spec.episode_limit + 1
     policy = algorithm.acting_policy(state, jnp.int32(0))
-    episodes, stats = jax.jit(lambda p, k: run_episodes(algorithm, trainer.env, p, k, 4))(policy, jax.random.PRNGKey(1))
+    if trainer.rollout_steps:  # step-based collection: an update learns from a rollout of every environment
+        assert isinstance(example, StepRollout) and example.starts.shape == (trainer.rollout_steps + 1,)
+        collect = jax.jit(lambda p, k, c: run_steps(algorithm, trainer.env, p, k, c, trainer.rollout_steps))
+        _, batch, _ = collect(policy, jax.random.PRNGKey(1), start_collector(algorithm, trainer.env, jax.random.PRNGKey(6), 4))
+        episodes = batch.steps
+    else:
+        assert isinstance(example, Episodes) and example.obs.shape[0] == two_step_spec.episode_limit + 1
+        episodes, stats = jax.jit(lambda p, k: run_episodes(algorithm, trainer.env, p, k, 4))(policy, jax.random.PRNGKey(1))
+        assert stats.lengths.tolist() == [2] * 4
+        batch = episodes
     taken = jax.nn.one_hot(episodes.actions, two_step_spec.n_actions, dtype=bool)  # [E, T, N, A]
     assert bool((~taken | episodes.avail[:, :-1]).all()), "an unavailable action was taken"
-    assert stats.lengths.tolist() == [2] * 4
 
-    new_state, metrics, gradient_steps = jax.jit(algorithm.update)(state, episodes, jax.random.PRNGKey(2))
+    new_state, metrics, gradient_steps = jax.jit(algorithm.update)(state, batch, jax.random.PRNGKey(2))
     assert gradient_steps.shape == () and gradient_steps.dtype == jnp.int32 and int(gradient_steps) >= 1
     assert jax.tree.structure(new_state) == jax.tree.structure(state)
     for got, want in zip(jax.tree.leaves(new_state), jax.tree.leaves(state), strict=True):

@@ -87,6 +87,17 @@ class EpisodeStats:
                    measures={m.name: jnp.zeros(batch, jnp.float32) for m in declared.measures},
                    declared=declared)
 
+    def after_step(self, counted: jax.Array, ts) -> EpisodeStats:
+        """The running numbers after one more step of TimeStep `ts` [E], for the environments `counted` [E]
+        (the others keep theirs)."""
+        return self.replace(
+            returns=self.returns + jnp.where(counted, ts.reward, 0.0),
+            won=self.won | (counted & ts.won),
+            lengths=self.lengths + counted.astype(jnp.int32),
+            measures={m.name: jnp.where(counted, reduced(m, self.measures[m.name], ts.info[m.name]),
+                                        self.measures[m.name]) for m in self.declared.measures},
+        )
+
     def metrics(self) -> dict[str, jax.Array]:
         """Per-episode numbers by the declared names (the loop logs their means as train_<name> and test_<name>)."""
         values = {"return": self.returns, "win_rate": self.won, "length": self.lengths, **self.measures}

@@ -29,7 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition, select_actions
+from qmix.algorithms.value_decomposition.acting import select_actions
+from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition
 from qmix.build import make_trainer
 from qmix.checkpoint import CheckpointStore
 from qmix.envs.heuristic import wilson_interval

@@ -9,24 +9,30 @@ algorithm. Facts: `settings` (the class), `family` (its presets' block), `uses_r
 
 from __future__ import annotations
 
+import importlib
+
 from qmix.algorithms.coma.settings import COMASettings
 from qmix.algorithms.independent_ppo.settings import IndependentPPOSettings
+from qmix.algorithms.pqn.settings import PQNSettings
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
 from qmix.algorithms.weighted_qmix.settings import WeightingSettings
 from qmix.nets.mixer_registry import MIXERS
 from qmix.registry import Registry
 
 
-class ValueDecompositionWith:
-    """The value-decomposition family's factory for one mixer, importing the family's code when called."""
+class WithMixer:
+    """A factory for a class of (settings, spec, mixer) built with one mixer: the class, named
+    "module:Class", is imported when the factory is called."""
 
-    def __init__(self, mixer: str):
-        self.mixer = mixer
+    def __init__(self, target: str, mixer: str):
+        self.target, self.mixer = target, mixer
 
     def __call__(self, settings, spec):
-        from qmix.algorithms.value_decomposition.algorithm import ValueDecomposition
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)(settings, spec, mixer=self.mixer)
 
-        return ValueDecomposition(settings, spec, mixer=self.mixer)
+
+VALUE_DECOMPOSITION = "qmix.algorithms.value_decomposition.algorithm:ValueDecomposition"
 
 
 def _value_decomposition_algorithms(algorithms: Registry) -> None:
@@ -35,7 +41,7 @@ def _value_decomposition_algorithms(algorithms: Registry) -> None:
     for mixer in MIXERS:
         name = mixer.facts.get("algorithm")
         if name and name not in algorithms:
-            algorithms.add(name, ValueDecompositionWith(mixer.name), mixer.algorithm_description,
+            algorithms.add(name, WithMixer(VALUE_DECOMPOSITION, mixer.name), mixer.algorithm_description,
                            settings=settings_with_mixer(mixer.facts.get("settings")), mixer=mixer.name,
                            family="value_decomposition", uses_replay=True)
 
@@ -56,6 +62,12 @@ ALGORITHMS.add("ippo", "qmix.algorithms.independent_ppo.algorithm:IndependentPPO
 ALGORITHMS.add("coma", "qmix.algorithms.coma.algorithm:COMA",
                "COMA: stochastic actors, a centralised critic's counterfactual baseline (on-policy)",
                settings=COMASettings, family="coma", uses_replay=False)
+
+for mixer in ("vdn", "qmix"):  # PQN-style training of a value-decomposition mixer
+    ALGORITHMS.add(f"pqn_{mixer}", WithMixer("qmix.algorithms.pqn.algorithm:PQN", mixer),
+                   f"PQN-{mixer.upper()}: {mixer.upper()} learned PQN-style: many environments, Q(lambda), LayerNorm, "
+                   "no replay or target network (on-policy)", settings=PQNSettings, mixer=mixer, family="pqn",
+                   uses_replay=False)
 
 
 def make_algorithm(config, spec):

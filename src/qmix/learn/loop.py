@@ -1,9 +1,14 @@
 """The compiled training loop: collect -> store -> update -> bookkeeping, seeds side by side.
 
-One iteration: every environment plays one whole episode with the algorithm's exploring policy; an
-off-policy algorithm's episodes go into the replay and it makes `updates_per_episode` updates per
-collected episode (fractions carry over) on sampled batches, an on-policy one makes one update on the
-episodes just collected; then the algorithm does its per-iteration bookkeeping. `train_runs_until`
+An iteration collects in one of two ways, as the algorithm asks (its `rollout_steps`):
+- whole episodes (`episode_iteration`): every environment plays one episode with the algorithm's exploring
+  policy; an off-policy algorithm's episodes go into the replay and it makes `updates_per_episode` updates
+  per collected episode (fractions carry over) on sampled batches, an on-policy one makes one update on the
+  episodes just collected;
+- steps (`step_iteration`): every environment steps `rollout_steps` times, resetting itself when its episode
+  ends and carrying on into the next iteration (learn/step_collection.py); the on-policy algorithm makes one
+  update on that rollout.
+Then the algorithm does its per-iteration bookkeeping. `train_runs_until`
 repeats iterations inside one `lax.while_loop` until a test point or the budget; the host only touches
 logging, tests and checkpoints between those chunks. Every function is written for one run and vmapped
 over a leading seed axis S. The loop knows nothing of mixers, exploration or target networks: whatever
@@ -33,6 +38,7 @@ from qmix.episodes import (
     evaluation_metrics,
 )
 from qmix.learn.rollout import run_episodes
+from qmix.learn.step_collection import run_steps, start_collector
 from qmix.learn.write_back import keep_if_inactive, store
 
 Totals = dict[str, jax.Array]  # sums over a chunk: "episodes", "updates", "train_<name>", "update_<name>"
@@ -49,6 +55,7 @@ class RunnerState:
     episodes: jax.Array  # [] int32, training episodes collected
     updates: jax.Array  # [] int32, learner updates made
     update_credit: jax.Array  # [] float32, updates owed but not yet made (fractions carry over)
+    collector: Any = None  # step-based collection: where the environments stand between iterations
 
 
 class Trainer:
@@ -64,6 +71,7 @@ class Trainer:
         self.host_side = getattr(self.env, "host_side", False)  # real StarCraft II: collected in Python
         self.spec = EnvSpec.of(self.env)
         self.algorithm = algorithm
+        self.rollout_steps = getattr(algorithm, "rollout_steps", None)  # None: whole episodes
         self.buffer = fbx.make_item_buffer(max_length=config.buffer_size_episodes, min_length=config.batch_size,
                                            sample_batch_size=config.batch_size, add_batches=True)
 
@@ -75,8 +83,12 @@ class Trainer:
     def new_runner(self, alg_state: Any, key: jax.Array) -> RunnerState:
         zero = jnp.zeros((), jnp.int32)
         replay = self.buffer.init(self.algorithm.example_item()) if self.algorithm.uses_replay else None
-        return RunnerState(alg=alg_state, replay=replay, key=key,
-                           env_steps=zero, episodes=zero, updates=zero, update_credit=jnp.zeros((), jnp.float32))
+        collector = None
+        if self.rollout_steps:
+            collector_key, key = jax.random.split(key)
+            collector = start_collector(self.algorithm, self.env, collector_key, self.config.num_envs)
+        return RunnerState(alg=alg_state, replay=replay, key=key, env_steps=zero, episodes=zero, updates=zero,
+                           update_credit=jnp.zeros((), jnp.float32), collector=collector)
 
     @cached_property
     def metric_names(self) -> list[str]:
@@ -135,6 +147,27 @@ class Trainer:
                                                   (jnp.arange(count), batches, update_keys))
         return runner.replace(alg=alg_state, key=key, updates=runner.updates + steps.sum()), totals
 
+    def episode_iteration(self, runner: RunnerState, totals: Totals, active: jax.Array
+                          ) -> tuple[RunnerState, Totals]:
+        """One run's iteration of whole episodes: collect, then `absorb` them."""
+        episodes, stats = self.collect(runner)
+        return self.absorb(runner, totals, active, episodes, stats)
+
+    def step_iteration(self, runner: RunnerState, totals: Totals, active: jax.Array) -> tuple[RunnerState, Totals]:
+        """One run's iteration of steps: every environment steps `rollout_steps` times, the algorithm makes
+        one update on the rollout, then its bookkeeping. A run that is not `active` keeps its state."""
+        key, policy = self.collect_inputs(runner)
+        collector, rollout, finished = run_steps(self.algorithm, self.env, policy, key, runner.collector,
+                                                 self.rollout_steps)
+        key, update_key = jax.random.split(jax.random.split(runner.key)[0])
+        alg_state, metrics, steps = self.algorithm.update(runner.alg, rollout, update_key, axis_name=SEED_AXIS)
+        episodes = runner.episodes + finished["episodes"].astype(jnp.int32)
+        new = runner.replace(alg=self.algorithm.after_iteration(alg_state, episodes), key=key, collector=collector,
+                             env_steps=runner.env_steps + rollout.steps.filled.sum(dtype=jnp.int32),
+                             episodes=episodes, updates=runner.updates + steps.astype(jnp.int32))
+        new_totals = _add_update({name: total + finished.get(name, 0.0) for name, total in totals.items()}, metrics)
+        return keep_if_inactive(active, new, runner), keep_if_inactive(active, new_totals, totals)
+
     def absorb(self, runner: RunnerState, totals: Totals, active: jax.Array, episodes: Episodes,
                stats: EpisodeStats) -> tuple[RunnerState, Totals]:
         """One run, after collecting `episodes` [E, ...]: store them, learn, bookkeeping.
@@ -177,10 +210,11 @@ class Trainer:
         def active(runners):  # [S] bool
             return (runners.env_steps < stop_env_steps) & (runners.episodes < stop_episodes)
 
+        iteration = self.step_iteration if self.rollout_steps else self.episode_iteration
+
         def body(carry):
             runners, totals = carry
-            episodes, stats = jax.vmap(self.collect)(runners)
-            return jax.vmap(self.absorb, axis_name=SEED_AXIS)(runners, totals, active(runners), episodes, stats)
+            return jax.vmap(iteration, axis_name=SEED_AXIS)(runners, totals, active(runners))
 
         totals = jax.vmap(lambda _: self.zero_totals())(stop_env_steps)
         return jax.lax.while_loop(lambda carry: active(carry[0]).any(), body, (runners, totals))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from qmix.envs.base import Environment, episode_metrics
-from qmix.episodes import EnvSpec, Episodes, EpisodeStats, reduced
+from qmix.episodes import EnvSpec, Episodes, EpisodeStats
 
 
 def policy_step(algorithm, policy: Any, key: jax.Array, actor_state: Any, obs: jax.Array, avail: jax.Array):
@@ -81,13 +81,7 @@ def run_episodes(algorithm, env: Environment, policy: Any, key: jax.Array, n_env
             truncated=episodes.truncated.at[:, t].set(running & new_ts.truncated),
             filled=episodes.filled.at[:, t].set(running),
         )
-        stats = stats.replace(
-            returns=stats.returns + jnp.where(running, new_ts.reward, 0.0),
-            won=stats.won | (running & new_ts.won),
-            lengths=stats.lengths + running.astype(jnp.int32),
-            measures={m.name: jnp.where(running, reduced(m, stats.measures[m.name], new_ts.info[m.name]),
-                                        stats.measures[m.name]) for m in stats.declared.measures},
-        )
+        stats = stats.after_step(running, new_ts)
         env_state = _where_active(running, new_env_state, env_state)
         timestep = _where_active(running, new_ts, timestep)
         running = running & ~(new_ts.terminated | new_ts.truncated)

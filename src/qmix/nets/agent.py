@@ -27,6 +27,22 @@ class RecurrentAgent(nn.Module):
         return hidden, nn.Dense(self.n_actions, name="q")(hidden)
 
 
+class NormalisedRecurrentAgent(nn.Module):
+    """PQN's agent (Gallici et al., 2025): two Dense -> LayerNorm -> ReLU layers, a GRU, then a Dense
+    Q-value per action. LayerNorm is what lets TD learning do without a target network there."""
+
+    n_actions: int
+    hidden_dim: int = 64
+
+    @nn.compact
+    def __call__(self, hidden: jax.Array, inputs: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = inputs
+        for layer in range(2):
+            x = nn.relu(nn.LayerNorm(name=f"norm_{layer}")(nn.Dense(self.hidden_dim, name=f"embed_{layer}")(x)))
+        hidden, _ = nn.GRUCell(self.hidden_dim, name="gru")(hidden, x)
+        return hidden, nn.Dense(self.n_actions, name="q")(hidden)
+
+
 class FeedForwardAgent(nn.Module):
     """Dense -> ReLU -> Dense (the two-step game's agent); the hidden state is unused."""
 

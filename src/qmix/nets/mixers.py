@@ -32,14 +32,21 @@ class MixerInput:
     avail: jax.Array  # [..., N, A] bool, the actions each agent could take in that state
 
 
+def hidden_layer(x: jax.Array, width: int, layer_norm: bool) -> jax.Array:
+    """Dense -> (LayerNorm, for the normalised networks of PQN-style training) -> ReLU."""
+    x = nn.Dense(width)(x)
+    return nn.relu(nn.LayerNorm()(x) if layer_norm else x)
+
+
 class StateValue(nn.Module):
     """V(s): the state-dependent bias, a 2-layer ReLU network."""
 
     embed_dim: int
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, state: jax.Array) -> jax.Array:  # [..., S] -> [..., 1]
-        return nn.Dense(1)(nn.relu(nn.Dense(self.embed_dim)(state)))
+        return nn.Dense(1)(hidden_layer(state, self.embed_dim, self.layer_norm))
 
 
 class Hypernet(nn.Module):
@@ -48,11 +55,12 @@ class Hypernet(nn.Module):
     out_dim: int
     layers: int
     embed_dim: int
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, state: jax.Array) -> jax.Array:  # [..., S] -> [..., out_dim]
         if self.layers == 2:
-            state = nn.relu(nn.Dense(self.embed_dim)(state))
+            state = hidden_layer(state, self.embed_dim, self.layer_norm)
         return nn.Dense(self.out_dim)(state)
 
 
@@ -86,23 +94,26 @@ class QMixer(nn.Module):
     """`qmix`: a 2-layer mixing network whose weights come from hypernetworks of the state.
 
     hidden = ELU(Q @ |W1(s)| + b1(s)),  Q_tot = hidden @ |W2(s)| + V(s)
+    With `layer_norm` the hidden layers of the hypernetworks and of V(s) are normalised (PQN-style training).
     """
 
     embed_dim: int = 32
     hypernet_layers: int = 2
     hypernet_embed_dim: int = 64
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x: MixerInput) -> jax.Array:
         agent_qs, state = x.chosen_qs, x.state
         n_agents = agent_qs.shape[-1]
-        hyper = lambda out, name: Hypernet(out, self.hypernet_layers, self.hypernet_embed_dim, name=name)  # noqa: E731
+        hyper = lambda out, name: Hypernet(out, self.hypernet_layers, self.hypernet_embed_dim,  # noqa: E731
+                                           self.layer_norm, name=name)
         w1 = jnp.abs(hyper(n_agents * self.embed_dim, "hyper_w1")(state))
         w1 = w1.reshape(*state.shape[:-1], n_agents, self.embed_dim)  # [..., N, E]
         b1 = nn.Dense(self.embed_dim, name="hyper_b1")(state)  # [..., E]
         hidden = nn.elu(jnp.einsum("...n,...ne->...e", agent_qs, w1) + b1)
         w2 = jnp.abs(hyper(self.embed_dim, "hyper_w2")(state))  # [..., E]
-        v = StateValue(self.embed_dim, name="value")(state)  # [..., 1]
+        v = StateValue(self.embed_dim, self.layer_norm, name="value")(state)  # [..., 1]
         return (hidden * w2).sum(axis=-1, keepdims=True) + v
 
 
@@ -140,7 +151,8 @@ class QMixerLinear(nn.Module):
 
 # The factories the registry (mixer_registry.py) names: each gets the algorithm's settings.
 def make_qmix(s) -> QMixer:
-    return QMixer(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim)
+    # `mixer_layer_norm` is a setting of the families that normalise their networks (PQN); others have none
+    return QMixer(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim, getattr(s, "mixer_layer_norm", False))
 
 
 def make_vdn(s) -> VDNMixer:

@@ -18,16 +18,11 @@ import optax
 from flax import struct
 
 from qmix.algorithms.value_decomposition import targets as td
+from qmix.algorithms.value_decomposition.acting import EpsilonGreedyAgents, Params, Policy
 from qmix.algorithms.value_decomposition.settings import ValueDecompositionSettings
 from qmix.episodes import EnvSpec, Episodes, previous_actions, time_buckets, truncate_episodes
 from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
 from qmix.nets.mixers import MIXERS, MixerInput
-
-
-@struct.dataclass
-class Params:
-    agent: Any
-    mixer: Any
 
 
 @struct.dataclass
@@ -50,12 +45,6 @@ class ChosenValues:
     q_tot: jax.Array
 
 
-@struct.dataclass
-class Policy:
-    agent: Any  # agent-network parameters
-    epsilon: jax.Array  # [] exploration rate (0: greedy)
-
-
 def make_optimizer(s: ValueDecompositionSettings) -> optax.GradientTransformation:
     if s.lr_schedule == "linear":
         lr = optax.linear_schedule(s.lr, s.lr_finish, s.lr_anneal_updates)
@@ -71,16 +60,7 @@ def make_optimizer(s: ValueDecompositionSettings) -> optax.GradientTransformatio
     return opt
 
 
-def select_actions(key: jax.Array, q: jax.Array, avail: jax.Array, epsilon: jax.Array) -> jax.Array:
-    """Epsilon-greedy over available actions, independently per agent: q, avail [..., A] -> [...] int32."""
-    explore_key, random_key = jax.random.split(key)
-    greedy = td.masked_argmax(q, avail)
-    random = jax.random.categorical(random_key, jnp.where(avail, 0.0, -jnp.inf))
-    explore = jax.random.uniform(explore_key, greedy.shape) < epsilon
-    return jnp.where(explore, random, greedy).astype(jnp.int32)
-
-
-class ValueDecomposition:
+class ValueDecomposition(EpsilonGreedyAgents):
     """All methods are pure and jit-safe; `mixer` names an entry of the mixer registry."""
 
     uses_replay = True
@@ -99,67 +79,24 @@ class ValueDecomposition:
 
     # ----- state -----
     def init(self, key: jax.Array) -> ValueDecompositionState:
-        agent_key, mixer_key = jax.random.split(key)
-        n = self.spec.n_agents
-        agent_params = self.agent.init(agent_key, jnp.zeros((n, self.settings.agent_hidden_dim)),
-                                       jnp.zeros((n, self.input_dim)))
-        params = Params(agent_params, self.mixer.init(mixer_key, self.example_mixer_input()))
+        params = self.init_params(key)
         return ValueDecompositionState(
             params=params,
             target_params=params,
             opt_state=self.optimizer.init(params),
             last_target_update_episode=jnp.zeros((), jnp.int32),
-            average_agent=agent_params if self.settings.average_policy else None,
+            average_agent=params.agent if self.settings.average_policy else None,
         )
 
     def example_item(self) -> Episodes:
         return Episodes.empty(self.spec)
 
-    def example_mixer_input(self) -> MixerInput:
-        """One situation's mixer input (zeros, every action available), to build a mixer's parameters."""
-        n, a = self.spec.n_agents, self.spec.n_actions
-        return MixerInput(jnp.zeros((n,)), jnp.zeros((n, a)), jnp.zeros((n,), jnp.int32),
-                          jnp.zeros((self.mixer_state_dim,)), jnp.ones((n, a), bool))
-
-    # ----- acting -----
-    def epsilon(self, env_steps: jax.Array) -> jax.Array:
-        """Linear anneal from epsilon_start to epsilon_finish over epsilon_anneal_env_steps."""
-        s = self.settings
-        progress = jnp.minimum(env_steps / max(s.epsilon_anneal_env_steps, 1), 1.0)
-        if s.epsilon_anneal_env_steps == 0:
-            progress = jnp.ones_like(progress)
-        return s.epsilon_start + (s.epsilon_finish - s.epsilon_start) * progress
-
-    def acting_policy(self, state: ValueDecompositionState, env_steps: jax.Array) -> Policy:
-        return Policy(state.params.agent, self.epsilon(env_steps))
-
-    def greedy(self, agent_params) -> Policy:
-        return Policy(agent_params, jnp.zeros((), jnp.float32))
-
+    # ----- acting (acting.py), and the averaged policy's test -----
     def test_policies(self, state: ValueDecompositionState) -> dict[str, Policy]:
         policies = {"": self.greedy(state.params.agent)}
         if self.settings.average_policy:  # the same test games: a paired comparison with the online one
             policies["averaged"] = self.greedy(state.average_agent)
         return policies
-
-    def initial_actor_state(self, n_envs: int) -> tuple[jax.Array, jax.Array]:
-        """(RNN hidden state [E, N, H], previous actions [E, N], -1: none yet)."""
-        return self.initial_hidden(n_envs), -jnp.ones((n_envs, self.spec.n_agents), jnp.int32)
-
-    def act(self, policy: Policy, actor_state, key, obs, avail):
-        hidden, last_actions = actor_state
-        hidden, q = self.agent_values(policy.agent, hidden, obs, last_actions)  # [E, N, A]
-        actions = select_actions(key, q, avail, policy.epsilon)
-        return (hidden, actions), actions
-
-    def initial_hidden(self, *batch: int) -> jax.Array:
-        return jnp.zeros((*batch, self.spec.n_agents, self.settings.agent_hidden_dim))
-
-    def agent_values(self, agent_params, hidden, obs, last_actions):
-        """One decentralised step: obs [..., N, O], last_actions [..., N] -> hidden, q [..., N, A]."""
-        s = self.settings
-        inputs = build_agent_inputs(obs, last_actions, self.spec.n_actions, s.obs_last_action, s.obs_agent_id)
-        return self.agent.apply(agent_params, hidden, inputs)
 
     # ----- learning -----
     def unroll(self, agent_params, episodes: Episodes, agent=None) -> jax.Array:
@@ -278,34 +215,9 @@ class ValueDecomposition:
             last_target_update_episode=jnp.where(due, episodes, state.last_target_update_episode),
         )
 
-    def status(self, env_steps: jax.Array) -> dict[str, jax.Array]:
-        return {"epsilon": self.epsilon(env_steps)}
-
     # ----- what a finished run keeps -----
     def saved_parameters(self, state: ValueDecompositionState) -> dict[str, Any]:
         saved = {"params": state.params}
         if self.settings.average_policy:
             saved["averaged_agent"] = state.average_agent
         return saved
-
-    def policy_from_saved(self, name: str, tree: Any) -> Policy:
-        return self.greedy(tree.agent if name == "params" else tree)
-
-    def joint_action_values(self, name: str, tree: Any, obs: jax.Array, state: jax.Array, avail: jax.Array
-                            ) -> jax.Array:
-        """Q_tot of every joint action in one situation (the first step of an episode: no previous actions),
-        from the saved `params`: obs [N, O], state [S], avail [N, A] -> [A, ..., A]. IQL's per-agent values (K = N) are
-        summed, the closest joint reading of independent learners."""
-        if name != "params":
-            raise ValueError(f"joint action-values come from the saved 'params', not '{name}'")
-        n, a = self.spec.n_agents, self.spec.n_actions
-        _, q = self.agent_values(tree.agent, self.initial_hidden(), obs, -jnp.ones((n,), jnp.int32))  # [N, A]
-        joint = jnp.stack(jnp.meshgrid(*[jnp.arange(a)] * n, indexing="ij"), axis=-1).reshape(-1, n)  # [A^N, N]
-        chosen = q[jnp.arange(n), joint]  # [A^N, N]
-        extra = self.mixer_state_dim - state.shape[-1]  # state_last_action: no previous actions yet (zeros)
-        mixer_state = jnp.concatenate([state, jnp.zeros((extra,))]) if extra else state
-        mixer_input = MixerInput(chosen, jnp.broadcast_to(q, (len(joint), n, a)), joint,
-                                 jnp.broadcast_to(mixer_state, (len(joint), self.mixer_state_dim)),
-                                 jnp.broadcast_to(avail, (len(joint), n, a)))
-        q_tot = self.mixer.apply(tree.mixer, mixer_input).sum(axis=-1)  # [A^N]
-        return q_tot.reshape((a,) * n)

@@ -217,3 +217,22 @@ def test_pqn_trains_evaluates_and_plots_from_the_command_line(tmp_path, capsys):
 def test_pqn_refuses_what_it_cannot_do_in_one_line(capsys):
     code, _, err = qmix_cli(capsys, "train", "--alg", "pqn_vdn", "--map", "two_step", "num_envs=6", "minibatches=4")
     assert code == 2 and "minibatches (4) must divide num_envs (6)" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_killed_and_resumed_pqn_run_equals_the_uninterrupted_one(tmp_path):
+    """The environments, the acting state and the running episodes are in the checkpoint: a resumed run
+    steps on exactly where the killed one stood."""
+    from test_resume import QUIET, Killed, assert_same_run, kill_at_checkpoint
+
+    from qmix.build import make_trainer
+    from qmix.run import resume, train
+
+    config = build_config(alg="pqn_qmix", map="two_step", num_envs=4, rollout_steps=8, minibatches=2,
+                          env_steps=160, test_interval_env_steps=32, test_interval_episodes=0, test_episodes=2,
+                          checkpoint_interval_env_steps=64, final_evaluation_episodes=0, agent_hidden_dim=8)
+    trainer = make_trainer(config)
+    train(config, tmp_path / "uninterrupted", trainer=trainer, **QUIET)
+    with pytest.raises(Killed):
+        train(config, tmp_path / "run", trainer=trainer, on_checkpoint=kill_at_checkpoint(1), **QUIET)
+    resume(tmp_path / "run", trainer=trainer, **QUIET)
+    assert_same_run(tmp_path / "run", tmp_path / "uninterrupted")

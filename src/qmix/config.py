@@ -37,7 +37,8 @@ class RunSettings:
     seed: int = setting(0, "random seed (the first, with num_seeds > 1)")
     num_seeds: int = setting(1, "independent runs trained side by side in one compiled program")
 
-    num_envs: int = setting(1, "environments run side by side; each plays one whole episode per iteration")
+    num_envs: int = setting(1, "environments run side by side; each plays one whole episode per iteration (or "
+                                  "steps on for rollout_steps, with PQN)")
     updates_per_episode: float = setting(1.0, "learner updates per collected episode (fractions carry over)")
     buffer_size_episodes: int = setting(5000, "replay capacity in whole episodes")
     batch_size: int = setting(32, "episodes per learner update")

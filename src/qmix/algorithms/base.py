@@ -1,7 +1,7 @@
 """What the training loop needs of an algorithm: pure functions over the algorithm's own typed state.
 
-The loop (learn/loop.py) collects episodes with `act`, stores them when `uses_replay`, calls `update` on
-batches (an on-policy algorithm: on each iteration's episodes) and `after_iteration` once per iteration,
+The loop (learn/loop.py) collects episodes (or, with `rollout_steps`, fixed-length rollouts) with `act`,
+stores them when `uses_replay`, calls `update` on batches (an on-policy algorithm: on each iteration's data) and `after_iteration` once per iteration,
 and logs whatever metrics `update` returns. It knows nothing of mixers, exploration schedules or target
 networks. An algorithm is registered in algorithms/__init__.py with its settings class; its factory takes
 (settings, EnvSpec). Every command that plays a trained policy (evaluate, render, the matrix games,
@@ -23,13 +23,17 @@ if TYPE_CHECKING:  # annotations only: configuring a run imports this module, an
 class Algorithm(Protocol):
     spec: EnvSpec
     uses_replay: bool  # off-policy: episodes go into a replay, updates sample batches from it
+    # Optional: `rollout_steps: int`, for an on-policy algorithm that learns from fixed-length rollouts:
+    # the loop then steps every environment that many times per iteration, each resetting itself when its
+    # episode ends, and hands `update` a step_rollouts.StepRollout instead of whole episodes.
 
     def init(self, key: jax.Array) -> Any:
         """The algorithm's whole state for one run (parameters, optimizer, targets, ...)."""
         ...
 
     def example_item(self) -> Episodes:
-        """One stored item (a whole episode, zeros): what the replay holds."""
+        """One item of a batch (zeros): a whole episode, as the replay holds it (with `rollout_steps`: one
+        environment's StepRollout)."""
         ...
 
     # ----- acting (decentralised: each agent on its own observation) -----

@@ -121,14 +121,15 @@ def check_setup(args: argparse.Namespace) -> str:
     found = json.loads(probe.stdout)
     if found["missing"]:
         packages = " ".join(THEIR_MODULES.get(m, m) for m in found["missing"])
-        sys.exit(f"error: JaxMARL's script needs {packages} in {args.jaxmarl_python}: run `{args.jaxmarl_python} -m "
-                 f"pip install {packages}`, or pass --jaxmarl-python of a venv that has them (see this script's help)")
+        sys.exit(f"error: JaxMARL's script needs {packages} in {args.jaxmarl_python}: run `{args.jaxmarl_python} "
+                 f"-m pip install {packages}`, or pass --jaxmarl-python of a venv that has them (setup: the top of "
+                 f"{__file__})")
     return found["jax"]
 
 
 def checkout_commit(folder: Path) -> str:
     done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip()[:9] if done.returncode == 0 else "not a git checkout"
+    return f"commit {done.stdout.strip()[:9]}" if done.returncode == 0 else "no git commit"
 
 
 def plan(args: argparse.Namespace) -> dict:
@@ -231,8 +232,8 @@ def main() -> None:
     their_jax, our_jax = check_setup(args), importlib.metadata.version("jax")
     p = plan(args)
     environment = child_environment(args)
-    print(f"JaxMARL PQN-VDN ({args.jaxmarl / SCRIPT} at {checkout_commit(args.jaxmarl)} (measured: "
-          f"{JAXMARL_COMMIT[:9]}), +alg=pqn_vdn_rnn_smax, jax {their_jax}, {args.jaxmarl_python}) against "
+    print(f"JaxMARL PQN-VDN ({args.jaxmarl / SCRIPT}, {checkout_commit(args.jaxmarl)}, written for "
+          f"{JAXMARL_COMMIT[:9]}; +alg=pqn_vdn_rnn_smax; jax {their_jax} in {args.jaxmarl_python}) against "
           f"qmix pqn_vdn (jax {our_jax}), one after the other; cores {sorted(os.sched_getaffinity(0))}, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"budget {p['budget']:,} env steps = {p['updates']} rollouts of {args.num_envs} envs x {args.rollout_steps} "

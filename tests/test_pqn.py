@@ -222,10 +222,9 @@ def test_pqn_refuses_what_it_cannot_do_in_one_line(capsys):
 def test_a_killed_and_resumed_pqn_run_equals_the_uninterrupted_one(tmp_path):
     """The environments, the acting state and the running episodes are in the checkpoint: a resumed run
     steps on exactly where the killed one stood."""
-    from test_resume import QUIET, Killed, assert_same_run, kill_at_checkpoint
-
     from qmix.build import make_trainer
     from qmix.run import resume, train
+    from test_resume import QUIET, Killed, assert_same_run, kill_at_checkpoint
 
     config = build_config(alg="pqn_qmix", map="two_step", num_envs=4, rollout_steps=8, minibatches=2,
                           env_steps=160, test_interval_env_steps=32, test_interval_episodes=0, test_episodes=2,
@@ -236,3 +235,14 @@ def test_a_killed_and_resumed_pqn_run_equals_the_uninterrupted_one(tmp_path):
         train(config, tmp_path / "run", trainer=trainer, on_checkpoint=kill_at_checkpoint(1), **QUIET)
     resume(tmp_path / "run", trainer=trainer, **QUIET)
     assert_same_run(tmp_path / "run", tmp_path / "uninterrupted")
+
+
+def test_a_run_starts_strongly_typed_so_the_loop_compiles_once():
+    """SMAX's state holds weakly typed numbers; the loop returns them strongly typed, and a runner that
+    changed type between two calls would compile the loop a second time."""
+    from qmix.build import make_trainer
+    from qmix.learn.loop import seed_keys
+
+    trainer = make_trainer(build_config(alg="pqn_vdn", map="3m", num_envs=2, rollout_steps=4))
+    runners = trainer.init_runs(seed_keys(0, 1))
+    assert not [x for x in jax.tree.leaves(runners) if x.weak_type]

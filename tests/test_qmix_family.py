@@ -1,4 +1,4 @@
-"""The QMIX family past the paper (CW-QMIX, OW-QMIX, QPLEX, COMA) through the commands: the matrix game
+"""The QMIX family past the paper (CW-QMIX, OW-QMIX, QPLEX, COMA, PQN-QMIX, PQN-VDN) through the commands: the matrix game
 for every algorithm, and on a StarCraft map train, evaluate, render, plot and a sweep."""
 
 import json
@@ -8,7 +8,7 @@ import pytest
 
 from command_line import qmix_cli
 
-NEW_METHODS = ["cw_qmix", "ow_qmix", "qplex", "coma"]
+NEW_METHODS = ["cw_qmix", "ow_qmix", "qplex", "coma", "pqn_qmix", "pqn_vdn"]
 TINY = ("--no-progress", "--env-steps", "300", "num_envs=2", "test_interval_env_steps=150", "test_episodes=2",
         "final_evaluation_episodes=4")
 

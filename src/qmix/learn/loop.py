@@ -241,7 +241,10 @@ class Trainer:
         def init_runs(keys: jax.Array) -> RunnerState:
             alg_keys, run_keys = jnp.unstack(jax.vmap(jax.random.split)(keys), axis=1)
             states = [init_alg(key) for key in alg_keys]
-            return new_runners(jax.tree.map(lambda *runs: jnp.stack(runs), *states), run_keys)
+            runners = new_runners(jax.tree.map(lambda *runs: jnp.stack(runs), *states), run_keys)
+            # Strongly typed: a weakly typed leaf (e.g. an environment state's Python-number field) comes
+            # back from the loop strongly typed, and the loop would compile a second time for it.
+            return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), runners)
 
         return init_runs
 

@@ -141,20 +141,3 @@ def test_rnn_starts_every_episode_from_a_zero_hidden_state():
     # each episode's values depend on its own history only
     q_first = learner.unroll(params, jax.tree.map(lambda x: x[:1], batch))
     np.testing.assert_allclose(np.asarray(q[:1]), np.asarray(q_first), rtol=1e-5, atol=1e-6)
-
-
-def test_cutting_a_batch_to_a_time_bucket_changes_nothing():
-    from qmix.episodes import time_buckets
-
-    assert time_buckets(60, 4) == [15, 30, 45, 60]
-    assert time_buckets(2, 4) == [1, 2]
-    batch = random_episodes(jax.random.PRNGKey(4))
-    batch = batch.replace(filled=batch.filled.at[0, 3].set(False))  # longest episode: 3 steps
-    results = []
-    for buckets in (1, 4):
-        learner = make_algorithm(build_config(alg="qmix", time_buckets=buckets, agent_hidden_dim=8, td_lambda=0.6), SPEC)
-        state = learner.init(jax.random.PRNGKey(0))
-        new_state, metrics, _ = jax.jit(learner.update)(state, batch, jax.random.PRNGKey(1))
-        results.append((float(metrics["loss"]), new_state.params))
-    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), results[0][1], results[1][1])

@@ -59,6 +59,14 @@ class Episodes:
         )
 
 
+@struct.dataclass
+class PackedEpisodes(Episodes):
+    """Whole episodes one after another in rows (packing.py): [R, T(+1), ...] as Episodes, and starts
+    [R, T+1] bool marking each episode's first slot (where a recurrent state and the previous action reset)."""
+
+    starts: jax.Array
+
+
 SEED_AXIS = "seeds"  # the vmapped axis of independent runs trained side by side
 
 
@@ -110,26 +118,10 @@ def evaluation_metrics(stats: EpisodeStats) -> dict:
 
 
 def previous_actions(episodes: Episodes) -> jax.Array:
-    """[B, T+1, N]: the action each agent took before each slot; -1 (none) in slot 0."""
+    """[B, T+1, N]: the action each agent took before each slot; -1 (none) in slot 0 (packed: at every
+    episode's first slot)."""
     no_action = -jnp.ones_like(episodes.actions[:, :1])  # [B, 1, N]
-    return jnp.concatenate([no_action, episodes.actions], axis=1)
-
-
-def time_buckets(episode_limit: int, count: int) -> list[int]:
-    """The lengths a batch may be cut to: `count` evenly spaced steps up to the episode limit."""
-    count = max(1, min(count, episode_limit))
-    return sorted({-(-episode_limit * (i + 1) // count) for i in range(count)})
-
-
-def truncate_episodes(batch: Episodes, steps: int) -> Episodes:
-    """Keep the first `steps` steps (and `steps + 1` slots) of every episode in the batch."""
-    return Episodes(
-        obs=batch.obs[:, : steps + 1],
-        state=batch.state[:, : steps + 1],
-        avail=batch.avail[:, : steps + 1],
-        actions=batch.actions[:, :steps],
-        rewards=batch.rewards[:, :steps],
-        terminated=batch.terminated[:, :steps],
-        truncated=batch.truncated[:, :steps],
-        filled=batch.filled[:, :steps],
-    )
+    previous = jnp.concatenate([no_action, episodes.actions], axis=1)
+    if isinstance(episodes, PackedEpisodes):
+        return jnp.where(episodes.starts[..., None], -1, previous)
+    return previous

@@ -20,9 +20,10 @@ from flax import struct
 from qmix.algorithms.value_decomposition import targets as td
 from qmix.algorithms.value_decomposition.acting import EpsilonGreedyAgents, Params, Policy
 from qmix.algorithms.value_decomposition.settings import ValueDecompositionSettings
-from qmix.episodes import EnvSpec, Episodes, previous_actions, time_buckets, truncate_episodes
+from qmix.episodes import EnvSpec, Episodes, PackedEpisodes, previous_actions
 from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
 from qmix.nets.mixers import MIXERS, MixerInput
+from qmix.packing import pack_episodes, row_counts, rows_that_fit
 
 
 @struct.dataclass
@@ -102,17 +103,25 @@ class ValueDecomposition(EpsilonGreedyAgents):
     def unroll(self, agent_params, episodes: Episodes, agent=None) -> jax.Array:
         """Q-values of every slot of whole episodes: -> [B, T+1, N, A], from the agent network (or another
         network over the same inputs, e.g. a family member's second one). The hidden state starts at zero in
-        slot 0: each stored item is one whole episode, so that is the only place the RNN resets."""
+        slot 0 of a whole episode, and of every episode packed into a row (packing.py)."""
         s = self.settings
         agent = agent or self.agent
         inputs = build_agent_inputs(episodes.obs, previous_actions(episodes), self.spec.n_actions,
                                     s.obs_last_action, s.obs_agent_id)  # [B, T+1, N, D]
 
-        def step(hidden, x):
-            return agent.apply(agent_params, hidden, x)
-
         hidden = jnp.zeros((episodes.obs.shape[0], self.spec.n_agents, agent.hidden_dim))
-        _, q = jax.lax.scan(step, hidden, jnp.swapaxes(inputs, 0, 1))
+        if isinstance(episodes, PackedEpisodes):  # several episodes per row: reset at each one's first slot
+            def step(hidden, slot):
+                x, start = slot
+                return agent.apply(agent_params, jnp.where(start[:, None, None], 0.0, hidden), x)
+
+            slots = (jnp.swapaxes(inputs, 0, 1), jnp.swapaxes(episodes.starts, 0, 1))
+        else:
+            def step(hidden, x):
+                return agent.apply(agent_params, hidden, x)
+
+            slots = jnp.swapaxes(inputs, 0, 1)
+        _, q = jax.lax.scan(step, hidden, slots)
         return jnp.swapaxes(q, 0, 1)
 
     def mixer_states(self, episodes: Episodes) -> jax.Array:
@@ -173,21 +182,19 @@ class ValueDecomposition(EpsilonGreedyAgents):
         """One gradient step on a batch of whole episodes (the key is not needed: the batch was sampled).
 
         Episodes are padded to the episode limit but are often much shorter, and the unroll costs the
-        same per step whether the step is real or padding. So the batch is cut to the shortest of a few
-        fixed lengths (`time_buckets`) that still holds its longest episode: a handful of compiled
-        variants, one chosen at run time, the same result. Under a vmap over seeds (`axis_name`), the
-        seeds agree on one length so the choice stays a real branch rather than all of them.
+        same per step whether the step is real or padding. So the batch's episodes are packed one after
+        another into the fewest rows of a few fixed counts (`time_buckets` of them, packing.py) that hold
+        them: a handful of compiled variants, one chosen at run time, the same loss. Under a vmap over
+        seeds (`axis_name`), the seeds agree on one count so the choice stays a real branch rather than
+        all of them.
         """
-        buckets = time_buckets(self.spec.episode_limit, self.settings.time_buckets)
-        if len(buckets) == 1:
-            state, metrics = self._update(state, batch)
-        else:
-            longest = batch.filled.sum(axis=1).max()
-            if axis_name is not None:
-                longest = jax.lax.pmax(longest, axis_name)
-            index = jnp.searchsorted(jnp.asarray(buckets), longest)
-            branches = [lambda st, b, steps=steps: self._update(st, truncate_episodes(b, steps)) for steps in buckets]
-            state, metrics = jax.lax.switch(index, branches, state, batch)
+        counts = row_counts(batch.filled.shape[0], self.settings.time_buckets)
+        fits = rows_that_fit(batch.filled.sum(axis=1, dtype=jnp.int32), counts, self.spec.episode_limit + 1)
+        index = jnp.argmax(fits)  # the fewest rows that fit (the last count, one row per episode, always does)
+        if axis_name is not None:
+            index = jax.lax.pmax(index, axis_name)
+        branches = [lambda st, b, rows=rows: self._update(st, pack_episodes(b, rows)) for rows in counts]
+        state, metrics = jax.lax.switch(index, branches, state, batch)
         return state, metrics, jnp.ones((), jnp.int32)
 
     def _update(self, state: ValueDecompositionState, batch: Episodes):

@@ -53,8 +53,9 @@ def replay_batches(trainer, warm_env_steps: int, count: int):
     runners, _ = trainer.train_runs_until(runners, np.array([warm_env_steps], np.int32),
                                           np.array([2**31 - 1], np.int32))
     replay = jax.tree.map(lambda x: x[0], runners.replay)
-    sample = jax.jit(lambda key: trainer.buffer.sample(replay, key).experience)
-    return [sample(key) for key in jax.random.split(jax.random.PRNGKey(7), count)]
+    sample = jax.jit(lambda replay, key: trainer.buffer.sample(replay, key).experience)  # the replay as an
+    # argument: captured as a constant it would be copied into the program (GBs on 8m)
+    return [sample(replay, key) for key in jax.random.split(jax.random.PRNGKey(7), count)]
 
 
 def measure(name: str, preset: str, overrides: dict, warm_env_steps: int, count: int) -> None:

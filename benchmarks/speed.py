@@ -15,7 +15,8 @@ map by map in turns (old, new), and prints both training rates and their ratio.
 
 `--algs qmix cw_qmix ...` measures algorithms side by side instead, map by map with the same preset: the
 training rate, and the cost of one learner update alone (on a batch of the preset's batch_size episodes, or
-for an on-policy algorithm on one iteration's num_envs episodes), each beside the first algorithm's.
+for an on-policy algorithm on one iteration's num_envs episodes or rollouts), each beside the first
+algorithm's.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from qmix.build import make_trainer
 from qmix.config import build_config
 from qmix.learn.loop import Trainer, seed_keys
 from qmix.learn.rollout import run_episodes
+from qmix.learn.step_collection import run_steps, start_collector
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,12 +76,18 @@ def environment_rate(trainer: Trainer, n_envs: int, rounds: int) -> float:
 
 
 def update_cost(trainer: Trainer, repeats: int = 20) -> float:
-    """Seconds per `update` call on a batch of episodes the algorithm's own exploring policy collected."""
+    """Seconds per `update` call on a batch the algorithm's own exploring policy collected (whole episodes, or
+    for a step-collecting algorithm one rollout of every environment)."""
     algorithm, config = trainer.algorithm, trainer.config
     state = algorithm.init(jax.random.PRNGKey(0))
     size = config.batch_size if algorithm.uses_replay else config.num_envs
     policy = algorithm.acting_policy(state, jax.numpy.int32(0))
-    batch, _ = jax.jit(lambda key: run_episodes(algorithm, trainer.env, policy, key, size))(jax.random.PRNGKey(1))
+    if trainer.rollout_steps:
+        collector = start_collector(algorithm, trainer.env, jax.random.PRNGKey(3), size)
+        batch = jax.jit(lambda key: run_steps(algorithm, trainer.env, policy, key, collector,
+                                              trainer.rollout_steps)[1])(jax.random.PRNGKey(1))
+    else:
+        batch, _ = jax.jit(lambda key: run_episodes(algorithm, trainer.env, policy, key, size))(jax.random.PRNGKey(1))
     update = jax.jit(algorithm.update)
     keys = jax.random.split(jax.random.PRNGKey(2), repeats + 1)
     jax.block_until_ready(update(state, batch, keys[0]))  # compile

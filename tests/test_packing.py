@@ -75,11 +75,14 @@ def test_the_row_counts_and_what_fits():
     assert rows_that_fit(jnp.asarray([10, 10, 10]), [1, 2, 3], slots=11).tolist() == [False, False, True]
 
 
+SLOW = pytest.mark.slow  # a compile each: the default set keeps QMIX, QPLEX and Weighted QMIX
+
+
 @pytest.mark.parametrize("alg, settings", [
     ("qmix", {"td_lambda": 0.6}),
-    ("qmix", {"td_lambda": 0.0, "double_q": False, "state_last_action": True}),
-    ("vdn", {"td_lambda": 1.0}),
-    ("iql", {"td_lambda": 0.6}),
+    pytest.param("qmix", {"td_lambda": 0.0, "double_q": False, "state_last_action": True}, marks=SLOW),
+    pytest.param("vdn", {"td_lambda": 1.0}, marks=SLOW),
+    pytest.param("iql", {"td_lambda": 0.6}, marks=SLOW),
     ("qplex", {"td_lambda": 0.6}),
     ("cw_qmix", {"td_lambda": 0.6}),
 ])

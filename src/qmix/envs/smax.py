@@ -5,7 +5,9 @@ behind the small interface of base.py: per-agent dicts become `[N, ...]` arrays,
 auto-resets, and terminated / truncated / won are computed here from the unit states.
 
 Every map uses one table of seven unit types: SMAX's six plus a colossus (needed by 1c3s5z), so a
-unit-type one-hot has the same meaning on every map. docs/smax.md derives the colossus numbers.
+unit-type one-hot has the same meaning on every map. docs/smax.md derives the colossus numbers. A drawn
+(SMACv2-style) map draws its units' types and start positions every episode (smax_draws.py), and its SMAC
+reward scale follows each episode's enemies.
 """
 
 from __future__ import annotations
@@ -15,12 +17,15 @@ import jax.numpy as jnp
 
 from qmix.envs.base import EnvState, EqualByIdentity, TimeStep
 from qmix.envs.jaxmarl_import import quiet_import
+from qmix.envs.smax_draws import install_draws
 from qmix.envs.smax_maps import (  # noqa: F401  (the maps' facts, also read from here)
     COLOSSUS,
+    DRAWN_MAPS,
     REWARD_SETTINGS,
     SMAX_MAPS,
     UNIT_TYPE_INDEX,
     UNIT_TYPES,
+    DrawnMapSpec,
     MapSpec,
     SmaxSettings,
     UnitType,
@@ -59,7 +64,17 @@ SMAC_MAX_RETURN = 20.0
 SMAC_NEGATIVE_SCALE = 0.5  # SMAC's reward_negative_scale: the weight of the team's own losses when signed
 
 
-def _scenario(spec: MapSpec) -> Scenario:
+def smac_reward_scale(n_enemies: int, enemy_full_health):
+    """SMAC's reward scale, so that the best possible return is SMAC_MAX_RETURN: every enemy point removed,
+    every kill and the win. `enemy_full_health`: the enemies' summed health + shields at the start (a
+    number, or a traced scalar on a drawn map)."""
+    return SMAC_MAX_RETURN / (n_enemies * SMAC_KILL_BONUS + SMAC_WIN_BONUS + enemy_full_health)
+
+
+def _scenario(spec: MapSpec | DrawnMapSpec) -> Scenario:
+    if isinstance(spec, DrawnMapSpec):  # placeholder types: both smacv2 flags make reset draw them
+        unit_types = jnp.zeros((spec.n_allies + spec.n_enemies,), jnp.uint8)
+        return Scenario(unit_types, spec.n_allies, spec.n_enemies, True, True)
     unit_types = jnp.array([UNIT_TYPE_INDEX[name] for name in spec.allies + spec.enemies], jnp.uint8)
     return Scenario(unit_types, len(spec.allies), len(spec.enemies), False, False)
 
@@ -111,8 +126,8 @@ class SmaxEnv(EqualByIdentity):
         self.spec = spec
         self.reward_setting = reward
         self.episode_limit = int(episode_limit or spec.episode_limit)
-        self.n_agents = len(spec.allies)
-        self.n_enemies = len(spec.enemies)
+        self.n_agents = spec.n_allies
+        self.n_enemies = spec.n_enemies
         self.n_actions = N_MOVE_ACTIONS + self.n_enemies
         # SMAX's own time limit matches ours; its `done` is ignored (we split terminated/truncated)
         self.smax = HeuristicEnemySMAX(
@@ -121,16 +136,20 @@ class SmaxEnv(EqualByIdentity):
             observation_type="unit_list",
             **_unit_type_kwargs(),
         )
+        self.drawn = isinstance(spec, DrawnMapSpec)  # unit types and start positions drawn every episode
+        if self.drawn:
+            install_draws(self.smax._env, spec)
         self.obs_dim = int(self.smax.obs_size)
         # The global state: every unit's own features as SMAX normalises them for observations (health and
         # cooldown as fractions, position / map size, type one-hot; zeros once dead), allies first.
         # SMAX's `get_world_state` carries raw positions (up to 32) and cooldowns, which blow up the
         # hypernetworks' outputs at initialisation.
         self.state_dim = len(self.smax.own_features) * (self.n_agents + self.n_enemies)
-        self.enemy_max_health = sum(UNIT_TYPES[UNIT_TYPE_INDEX[name]].health for name in spec.enemies)
-        # SMAC scales its reward so the best possible return is SMAC_MAX_RETURN
-        max_raw_return = self.n_enemies * SMAC_KILL_BONUS + SMAC_WIN_BONUS + self.enemy_max_health
-        self.smac_reward_scale = SMAC_MAX_RETURN / max_raw_return
+        # SMAC scales its reward so the best possible return is SMAC_MAX_RETURN: one number on a fixed map;
+        # None on a drawn map, whose scale follows each episode's enemies (episode_reward_scale)
+        self.enemy_max_health = None if self.drawn else sum(UNIT_TYPES[UNIT_TYPE_INDEX[name]].health
+                                                            for name in spec.enemies)
+        self.smac_reward_scale = None if self.drawn else smac_reward_scale(self.n_enemies, self.enemy_max_health)
 
     # Equal settings give equal environments, so jit caches keyed on the env are shared between instances.
     def _identity(self) -> tuple:
@@ -156,6 +175,15 @@ class SmaxEnv(EqualByIdentity):
         else:
             reward = rewards[self.smax.agents[0]]  # shared by all allies
         return next_state, self._timestep(obs, next_state, reward)
+
+    def episode_reward_scale(self, units) -> jax.Array | float:
+        """The SMAC reward scale of the episode of `units` (jaxmarl's unit state, `env_state.state`): the
+        map's number, or on a drawn map the one its enemies' types give (their full health is the health
+        reset gave them; the types never change within an episode)."""
+        if not self.drawn:
+            return self.smac_reward_scale
+        enemy_full_health = self.smax.unit_type_health[units.unit_types[self.n_agents :]]  # [M]
+        return smac_reward_scale(self.n_enemies, jnp.sum(enemy_full_health))
 
     def avail_actions(self, env_state: EnvState) -> jax.Array:
         """[N, n_actions] bool. Dead units may only "stop"; attacks need a living enemy in range."""
@@ -201,7 +229,7 @@ class SmaxEnv(EqualByIdentity):
         if signed:
             damage_taken, deaths = self._losses(before, after, slice(None, n))
             raw = raw - SMAC_NEGATIVE_SCALE * (damage_taken + SMAC_KILL_BONUS * deaths)
-        return raw * self.smac_reward_scale
+        return raw * self.episode_reward_scale(before)
 
     @staticmethod
     def _losses(before, after, team: slice) -> tuple[jax.Array, jax.Array]:

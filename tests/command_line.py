@@ -17,3 +17,11 @@ def qmix_cli(capsys, *args: str) -> tuple[int, str, str]:
         sys.argv = old
     captured = capsys.readouterr()
     return stopped.value.code, captured.out, captured.err
+
+
+def evaluates_and_plots_its_return(capsys, run, out_dir) -> None:
+    """`qmix evaluate` and `qmix plot --metric test_return` of a finished run both succeed."""
+    code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
+    assert code == 0 and "return" in out, err
+    code, out, err = qmix_cli(capsys, "plot", str(run), "--metric", "test_return", "--out", str(out_dir / "curve"))
+    assert code == 0 and (out_dir / "curve.png").is_file(), err

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import struct
 
-from command_line import qmix_cli
+from command_line import evaluates_and_plots_its_return, qmix_cli
 from qmix.config import build_config
 from qmix.envs import ENVIRONMENTS, TimeStep
 from qmix.errors import ConfigError
@@ -183,10 +183,7 @@ def test_an_on_policy_family_trains_evaluates_and_plots_from_the_command_line(tm
     run = tmp_path / "ippo"
     out = train_ippo(capsys, run, "two_step")
     assert "ippo on two_step" in out and "return" in out
-    code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
-    assert code == 0 and "return" in out, err
-    code, out, err = qmix_cli(capsys, "plot", str(run), "--metric", "test_return", "--out", str(tmp_path / "curve"))
-    assert code == 0 and (tmp_path / "curve.png").is_file(), err
+    evaluates_and_plots_its_return(capsys, run, tmp_path)
     code, out, err = qmix_cli(capsys, "two-step", "--alg", "ippo", "--seeds", "1", "--episodes", "20")
     assert code == 0 and "no joint values" in out, err
 

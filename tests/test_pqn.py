@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import struct
 
-from command_line import qmix_cli
+from command_line import evaluates_and_plots_its_return, qmix_cli
 from qmix.algorithms import make_algorithm
 from qmix.algorithms.value_decomposition import targets as td
 from qmix.config import build_config
@@ -206,10 +206,7 @@ def test_pqn_trains_evaluates_and_plots_from_the_command_line(tmp_path, capsys):
     # 2-step episodes; 3 rollouts of epochs (4) x minibatches (2) gradient steps
     assert records[-1]["episodes"] == 48 and records[-1]["updates"] == 3 * 4 * 2
     assert {"loss", "q_taken_mean", "lr", "epsilon", "test_return"} <= set(records[-1])
-    code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
-    assert code == 0 and "return" in out, err
-    code, out, err = qmix_cli(capsys, "plot", str(run), "--metric", "test_return", "--out", str(tmp_path / "curve"))
-    assert code == 0 and (tmp_path / "curve.png").is_file(), err
+    evaluates_and_plots_its_return(capsys, run, tmp_path)
     code, out, err = qmix_cli(capsys, "two-step", "--alg", "pqn_vdn", "--seeds", "1", "--episodes", "40")
     assert code == 0 and "Q_tot" in out, err
 

@@ -22,7 +22,12 @@ from flax import struct
 
 from qmix.algorithms.pqn.settings import PQNSettings
 from qmix.algorithms.value_decomposition import targets as td
-from qmix.algorithms.value_decomposition.acting import EpsilonGreedyAgents, Params, linear_anneal
+from qmix.algorithms.value_decomposition.acting import (
+    EpsilonGreedyAgents,
+    Params,
+    linear_anneal,
+    unroll_resetting,
+)
 from qmix.episodes import EnvSpec, Episodes
 from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
 from qmix.nets.mixers import MIXERS, MixerInput
@@ -80,13 +85,7 @@ class PQN(EpsilonGreedyAgents):
         previous = previous_actions_across_starts(rollout, first_previous)
         inputs = build_agent_inputs(rollout.steps.obs, previous, self.spec.n_actions, s.obs_last_action,
                                     s.obs_agent_id)  # [B, L+1, N, D]
-
-        def step(hidden, slot):
-            x, start = slot  # [B, N, D], [B]
-            return self.agent.apply(agent_params, jnp.where(start[:, None, None], 0.0, hidden), x)
-
-        _, q = jax.lax.scan(step, hidden, (jnp.swapaxes(inputs, 0, 1), jnp.swapaxes(rollout.starts, 0, 1)))
-        return jnp.swapaxes(q, 0, 1)
+        return unroll_resetting(self.agent, agent_params, hidden, inputs, rollout.starts)
 
     def loss(self, params: Params, rollout: StepRollout):
         """The mean squared TD error over real steps between Q_tot of the actions taken and Q(lambda)

@@ -48,6 +48,26 @@ def linear_anneal(start: float, finish: float, anneal_steps: int, env_steps: jax
     return start + (finish - start) * progress
 
 
+def unroll_resetting(agent, agent_params, hidden: jax.Array, inputs: jax.Array, starts: jax.Array | None
+                     ) -> jax.Array:
+    """The agent network over every slot of rows: inputs [B, L, N, D] from `hidden` [B, N, H] -> outputs
+    [B, L, N, ...]; the hidden state resets to zero at each slot marked in `starts` [B, L] (None: never, one
+    episode per row starting from `hidden`). Shared by the replay learner's packed rows and PQN's rollouts."""
+    if starts is None:
+        def step(hidden, x):
+            return agent.apply(agent_params, hidden, x)
+
+        slots = jnp.swapaxes(inputs, 0, 1)
+    else:
+        def step(hidden, slot):
+            x, start = slot
+            return agent.apply(agent_params, jnp.where(start[:, None, None], 0.0, hidden), x)
+
+        slots = (jnp.swapaxes(inputs, 0, 1), jnp.swapaxes(starts, 0, 1))
+    _, out = jax.lax.scan(step, hidden, slots)
+    return jnp.swapaxes(out, 0, 1)
+
+
 class EpsilonGreedyAgents:
     """The acting half of the algorithm protocol (algorithms/base.py) for a shared Q-value agent network."""
 

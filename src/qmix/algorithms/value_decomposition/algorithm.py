@@ -18,7 +18,7 @@ import optax
 from flax import struct
 
 from qmix.algorithms.value_decomposition import targets as td
-from qmix.algorithms.value_decomposition.acting import EpsilonGreedyAgents, Params, Policy
+from qmix.algorithms.value_decomposition.acting import EpsilonGreedyAgents, Params, Policy, unroll_resetting
 from qmix.algorithms.value_decomposition.settings import ValueDecompositionSettings
 from qmix.episodes import EnvSpec, Episodes, PackedEpisodes, previous_actions
 from qmix.nets.agent import agent_input_dim, build_agent_inputs, make_agent
@@ -110,19 +110,8 @@ class ValueDecomposition(EpsilonGreedyAgents):
                                     s.obs_last_action, s.obs_agent_id)  # [B, T+1, N, D]
 
         hidden = jnp.zeros((episodes.obs.shape[0], self.spec.n_agents, agent.hidden_dim))
-        if isinstance(episodes, PackedEpisodes):  # several episodes per row: reset at each one's first slot
-            def step(hidden, slot):
-                x, start = slot
-                return agent.apply(agent_params, jnp.where(start[:, None, None], 0.0, hidden), x)
-
-            slots = (jnp.swapaxes(inputs, 0, 1), jnp.swapaxes(episodes.starts, 0, 1))
-        else:
-            def step(hidden, x):
-                return agent.apply(agent_params, hidden, x)
-
-            slots = jnp.swapaxes(inputs, 0, 1)
-        _, q = jax.lax.scan(step, hidden, slots)
-        return jnp.swapaxes(q, 0, 1)
+        starts = episodes.starts if isinstance(episodes, PackedEpisodes) else None  # packed: several per row
+        return unroll_resetting(agent, agent_params, hidden, inputs, starts)
 
     def mixer_states(self, episodes: Episodes) -> jax.Array:
         """What the mixer sees in each slot: the state [B, T+1, S], and with state_last_action every agent's

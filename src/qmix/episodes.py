@@ -117,11 +117,15 @@ def evaluation_metrics(stats: EpisodeStats) -> dict:
     return {f"test_{name}": value.mean(axis=-1) for name, value in stats.metrics().items()}
 
 
+def actions_before(first: jax.Array, actions: jax.Array, starts: jax.Array | None = None) -> jax.Array:
+    """[B, T+1, N]: the action each agent took before each slot: `first` [B, N] before slot 0, then the
+    steps' `actions` [B, T, N]; -1 (none) wherever `starts` [B, T+1] marks an episode's first slot."""
+    previous = jnp.concatenate([first[:, None], actions], axis=1)
+    return previous if starts is None else jnp.where(starts[..., None], -1, previous)
+
+
 def previous_actions(episodes: Episodes) -> jax.Array:
     """[B, T+1, N]: the action each agent took before each slot; -1 (none) in slot 0 (packed: at every
     episode's first slot)."""
-    no_action = -jnp.ones_like(episodes.actions[:, :1])  # [B, 1, N]
-    previous = jnp.concatenate([no_action, episodes.actions], axis=1)
-    if isinstance(episodes, PackedEpisodes):
-        return jnp.where(episodes.starts[..., None], -1, previous)
-    return previous
+    starts = episodes.starts if isinstance(episodes, PackedEpisodes) else None
+    return actions_before(-jnp.ones_like(episodes.actions[:, 0]), episodes.actions, starts)

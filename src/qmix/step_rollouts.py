@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from qmix.episodes import Episodes
+from qmix.episodes import Episodes, actions_before
 
 
 @struct.dataclass
@@ -35,8 +35,7 @@ class StepRollout:
 def previous_actions_across_starts(rollout: StepRollout, first_previous: jax.Array) -> jax.Array:
     """[E, L+1, N]: the action each agent took before each slot, -1 (none) where an episode starts;
     `first_previous` [E, N] is the action before slot 0 (the previous rollout's last)."""
-    previous = jnp.concatenate([first_previous[:, None], rollout.steps.actions], axis=1)
-    return jnp.where(rollout.starts[..., None], -1, previous)
+    return actions_before(first_previous, rollout.steps.actions, rollout.starts)
 
 
 def reset_where(starts: jax.Array, fresh: Any, carried: Any) -> Any:

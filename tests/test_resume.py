@@ -27,6 +27,7 @@ from qmix.config import build_config
 from qmix.errors import NonFiniteError
 from qmix.run import WALL_CLOCK_FIELDS, resume, train
 from qmix.session import finite_runs
+from qmix.stopping import StopRequested
 
 # The golden runs' tiny 3m program (test_golden and test_train compile it too), here with checkpoints: about
 # 36 episodes of 3m; the replay (16 episodes) wraps around, the target network is copied several times, and
@@ -118,6 +119,33 @@ def test_a_killed_and_resumed_run_equals_the_uninterrupted_one(uninterrupted, co
     resume(run_dir, trainer=trainer, **QUIET)
     assert_same_run(run_dir, uninterrupted)
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_stop_part_way_through_a_long_chunk_checkpoints_there_and_resumes_exactly(
+        config, trainer, tmp_path, monkeypatch):
+    # One test point, at the end: a stop honoured only between test points would wait for the whole run.
+    # Training runs in calls of a bounded number of iterations; SIGTERM arrives during the second call.
+    one_chunk = dataclasses.replace(config, test_interval_env_steps=600, checkpoint_interval_env_steps=600)
+    reference = tmp_path / "reference"
+    train(one_chunk, reference, trainer=trainer, **QUIET)
+    calls, train_chunk = [], trainer.train_chunk
+
+    def signalled_during_the_second_call(*args):
+        calls.append(None)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # recorded by the run's handler, seen when the call returns
+        return train_chunk(*args)
+
+    monkeypatch.setattr(trainer, "train_chunk", signalled_during_the_second_call)
+    run_dir = tmp_path / "run"
+    with pytest.raises(StopRequested) as stopped:
+        train(one_chunk, run_dir, trainer=trainer, **QUIET)
+    assert stopped.value.exit_code == 143 and len(calls) == 2
+    [step] = checkpoint_steps(run_dir)
+    assert 0 < step < 600 and [r["env_steps"] for r in metrics(run_dir)] == [0]  # part-way: no test yet
+    monkeypatch.undo()
+    resume(run_dir, trainer=trainer, **QUIET)
+    assert_same_run(run_dir, reference)
 
 
 def test_unfinished_and_corrupt_checkpoints_are_skipped_and_the_run_still_ends_the_same(

@@ -42,15 +42,17 @@ class TrainingProgress:
                                        headline="-")
         self.start = time.perf_counter()
 
-    def update(self, env_steps, headline_values) -> None:
-        """env_steps and headline_values [S]: the runs' steps and latest test values of the headline."""
+    def update(self, env_steps, headline_values=None) -> None:
+        """env_steps and headline_values [S]: the runs' steps and latest test values of the headline (None:
+        no new test, the value shown stays)."""
         if not self.enabled:
             return
         steps = float(np.mean(np.asarray(env_steps)))
         elapsed = time.perf_counter() - self.start
         speed = (steps - self.start_steps) / max(elapsed, 1e-9)
-        self.progress.update(self.task, completed=steps, speed=f"{speed:,.0f}/s",
-                             headline=format_value(self.headline, float(np.mean(headline_values))))
+        shown = {} if headline_values is None else {
+            "headline": format_value(self.headline, float(np.mean(headline_values)))}
+        self.progress.update(self.task, completed=steps, speed=f"{speed:,.0f}/s", **shown)
 
     def close(self) -> None:
         if self.enabled:

@@ -33,6 +33,8 @@ from qmix.run_folder import (
 )
 from qmix.stopping import GracefulStop, StopRequested
 
+STOP_CHECK_SECONDS = 2.0  # training between two looks at a stop request (SIGINT, SIGTERM)
+
 
 @dataclass
 class LoopState:
@@ -43,6 +45,7 @@ class LoopState:
     history: list[list[dict]]  # per run: every logged record, for the summary
     wall_seconds: float = 0.0  # time spent up to the last checkpoint (a resumed run's clock starts there)
     checkpoint_step: int | None = None  # env steps of the newest checkpoint written
+    chunk: dict | None = None  # a chunk stopped part-way (Chunk.to_dict), finished first on resume
 
     @classmethod
     def fresh(cls, num_seeds: int) -> LoopState:
@@ -54,6 +57,46 @@ class LoopState:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoopState:
         return cls(**data)
+
+
+@dataclass
+class Chunk:
+    """Training from one test point to the next: where each run stops and the sums so far. Trained in calls
+    of a bounded number of iterations, so a stop request waits seconds, not a whole test interval; a
+    checkpoint written part-way holds it, and the resumed run finishes the same chunk with the same sums."""
+
+    stop_env_steps: np.ndarray  # [S] int32
+    stop_episodes: np.ndarray  # [S] int32
+    totals: dict[str, Any]  # name -> [S] float32
+
+    def unfinished(self, runners: RunnerState) -> bool:
+        env_steps, episodes = np.asarray(runners.env_steps), np.asarray(runners.episodes)
+        return bool(((env_steps < self.stop_env_steps) & (episodes < self.stop_episodes)).any())
+
+    def to_dict(self) -> dict[str, list]:
+        totals = jax.device_get(self.totals)
+        return {"stop_env_steps": self.stop_env_steps.tolist(), "stop_episodes": self.stop_episodes.tolist(),
+                "totals": {name: np.asarray(v).tolist() for name, v in totals.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list]) -> Chunk:
+        return cls(np.asarray(data["stop_env_steps"], np.int32), np.asarray(data["stop_episodes"], np.int32),
+                   {name: jnp.asarray(v, jnp.float32) for name, v in data["totals"].items()})
+
+
+class Pace:
+    """How many iterations one call of the compiled loop may run: about `seconds` of training, measured
+    as it goes (the first call, which compiles, runs one)."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.iterations = 1
+
+    def measured(self, iterations: int, seconds: float) -> None:
+        if iterations < self.iterations:
+            return  # the chunk ended early: says nothing about the rate
+        fitting = int(self.seconds * iterations / max(seconds, 1e-6))
+        self.iterations = max(1, min(fitting, 4 * self.iterations))  # grow gently past the compiling call
 
 
 class Clock:
@@ -142,6 +185,7 @@ class Session:
         self.folders = seed_folders(run_dir, config)
         purge_steps = purge_steps or [None] * len(self.folders)
         self.headline = episode_metrics(trainer.env).headline  # the metric the progress bar shows
+        self.pace = Pace(STOP_CHECK_SECONDS)
         self.logs = [MetricsLog(f, tensorboard, purge_step=p) for f, p in zip(self.folders, purge_steps, strict=True)]
 
     def run(self, runners: RunnerState, progress: bool, first_test: bool) -> RunnerState:
@@ -152,7 +196,7 @@ class Session:
                 initial = [{"env_steps": 0, "episodes": 0, "updates": 0} for _ in self.folders]
                 bar.update(runners.env_steps, self.test_and_log(runners, initial)[""][f"test_{self.headline}"])
             while int(np.min(np.asarray(runners.env_steps))) < self.config.env_steps:
-                if self.stop is not None and self.stop.requested:
+                if self.stop_requested:
                     self.stop_here(runners)
                 runners = self.train_one_chunk(runners, bar)
             if self.loop.checkpoint_step != checkpoint_step(runners):
@@ -165,16 +209,32 @@ class Session:
         return runners
 
     def train_one_chunk(self, runners: RunnerState, bar: TrainingProgress) -> RunnerState:
-        """Train to the next test point, then guard, test, log and (when due) checkpoint."""
-        stop_steps, stop_episodes = next_stop(self.config, runners)
-        runners, totals = self.trainer.train_runs_until(runners, stop_steps, stop_episodes)
-        totals = jax.device_get(totals)
+        """Train to the next test point (or finish the chunk a stopped run was in), honouring a stop request
+        between calls of about STOP_CHECK_SECONDS; then guard, test, log and (when due) checkpoint."""
+        chunk = Chunk.from_dict(self.loop.chunk) if self.loop.chunk else self.new_chunk(runners)
+        while chunk.unfinished(runners):
+            started = time.perf_counter()
+            runners, chunk.totals, done = self.trainer.train_chunk(
+                runners, chunk.totals, chunk.stop_env_steps, chunk.stop_episodes, np.int32(self.pace.iterations))
+            self.pace.measured(int(done), time.perf_counter() - started)
+            bar.update(runners.env_steps)
+            # Part-way through: only where the checkpoint gets a new name (a run resumed part-way whose
+            # furthest-behind seed already finished this chunk stops at the chunk's end instead).
+            if self.stop_requested and chunk.unfinished(runners) and (
+                    checkpoint_step(runners) != self.loop.checkpoint_step):
+                self.stop_here(runners, chunk)
+        self.loop.chunk = None
+        totals = jax.device_get(chunk.totals)
         self.stop_if_not_finite(runners, totals)
         records = [chunk_record(totals, k, runners, self.trainer) for k in range(self.config.num_seeds)]
         bar.update(runners.env_steps, self.test_and_log(runners, records)[""][f"test_{self.headline}"])
         if checkpoint_due(self.config, self.loop.checkpoint_step, checkpoint_step(runners)):
             self.checkpoint(runners)
         return runners
+
+    def new_chunk(self, runners: RunnerState) -> Chunk:
+        stop_env_steps, stop_episodes = next_stop(self.config, runners)
+        return Chunk(stop_env_steps, stop_episodes, self.trainer.fresh_totals(self.config.num_seeds))
 
     def test_and_log(self, runners: RunnerState, train_records: list[dict]) -> dict:
         config, loop = self.config, self.loop
@@ -207,10 +267,16 @@ class Session:
                 f"(run {k}, seed {self.config.seed + k}); last good checkpoint: {last}"
             )
 
-    def stop_here(self, runners: RunnerState) -> None:
-        """A stop was asked for (SIGINT, SIGTERM): checkpoint where the run is, and say how to go on."""
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.requested is not None
+
+    def stop_here(self, runners: RunnerState, chunk: Chunk | None = None) -> None:
+        """A stop was asked for (SIGINT, SIGTERM): checkpoint where the run is (with the chunk under way, if
+        any), and say how to go on."""
         step = checkpoint_step(runners)
         if self.loop.checkpoint_step != step:
+            self.loop.chunk = chunk.to_dict() if chunk is not None else None
             self.checkpoint(runners)
         raise StopRequested(self.stop.requested, (
             f"stopped by {self.stop.name} at env step {step:,}; the checkpoint {self.store.path(step)} holds the "

@@ -38,16 +38,19 @@ class HostLoop:
         test_policies = jax.jit(jax.vmap(t.algorithm.test_policies))
         return collect, absorb, test_policies
 
-    def train_runs_until(self, runners, stop_env_steps, stop_episodes):
+    def train_chunk(self, runners, totals, stop_env_steps, stop_episodes, max_iterations):
+        """As the compiled loop's `train_chunk`, one iteration of Python-played episodes at a time."""
         collect, absorb, _ = self._compiled
-        totals = jax.vmap(lambda _: self.trainer.zero_totals())(jnp.asarray(stop_env_steps))
-        while True:
+        done = 0
+        while done < max_iterations:
             active = (np.asarray(runners.env_steps) < stop_env_steps) & (np.asarray(runners.episodes) < stop_episodes)
             if not active.any():
-                return runners, totals
+                break
             keys, policies = collect(runners)
             episodes, stats = self.rollout.run(policies, keys, active)
             runners, totals = absorb(runners, totals, jnp.asarray(active), episodes, stats)
+            done += 1
+        return runners, totals, np.int32(done)
 
     def evaluate_runs(self, alg_states, keys: jax.Array) -> dict[str, dict[str, np.ndarray]]:
         """`test_episodes` greedy episodes per run and test policy, in rounds of num_envs."""

@@ -8,9 +8,10 @@ An iteration collects in one of two ways, as the algorithm asks (its `rollout_st
 - steps (`step_iteration`): every environment steps `rollout_steps` times, resetting itself when its episode
   ends and carrying on into the next iteration (learn/step_collection.py); the on-policy algorithm makes one
   update on that rollout.
-Then the algorithm does its per-iteration bookkeeping. `train_runs_until`
-repeats iterations inside one `lax.while_loop` until a test point or the budget; the host only touches
-logging, tests and checkpoints between those chunks. Every function is written for one run and vmapped
+Then the algorithm does its per-iteration bookkeeping. `train_chunk`
+repeats iterations inside one `lax.while_loop` until a test point or the budget, or a bounded number of
+iterations (so a stop request is seen within seconds); the host only touches logging, tests and checkpoints
+between those calls. Every function is written for one run and vmapped
 over a leading seed axis S. The loop knows nothing of mixers, exploration or target networks: whatever
 metrics an update returns are summed here by name and logged as their means.
 
@@ -27,6 +28,7 @@ from typing import Any
 import flashbax as fbx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from qmix.envs.base import episode_metrics
@@ -42,6 +44,7 @@ from qmix.learn.step_collection import run_steps, start_collector
 from qmix.learn.write_back import keep_if_inactive, store
 
 Totals = dict[str, jax.Array]  # sums over a chunk: "episodes", "updates", "train_<name>", "update_<name>"
+UNBOUNDED = 2**31 - 1  # max_iterations for a chunk that runs to its stop
 
 
 @struct.dataclass
@@ -202,22 +205,39 @@ class Trainer:
         runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
         return self._learn(runner, n_updates, totals)
 
-    def train_runs_until_unjitted(self, runners: RunnerState, stop_env_steps: jax.Array, stop_episodes: jax.Array
-                                  ) -> tuple[RunnerState, Totals]:
-        """All runs [S]: iterate each until env_steps >= stop_env_steps or episodes >= stop_episodes
-        (the loop is outside the seed vmap: see write_back.py)."""
+    def fresh_totals(self, num_seeds: int) -> Totals:
+        """[S] zeros for every sum a chunk keeps."""
+        return {name: jnp.zeros((num_seeds,), jnp.float32) for name in self.zero_totals()}
+
+    def train_chunk_unjitted(self, runners: RunnerState, totals: Totals, stop_env_steps: jax.Array,
+                             stop_episodes: jax.Array, max_iterations: jax.Array
+                             ) -> tuple[RunnerState, Totals, jax.Array]:
+        """All runs [S]: iterate each until env_steps >= stop_env_steps or episodes >= stop_episodes, adding
+        to `totals`, or until `max_iterations` iterations have run (then every run pauses at once, so calling
+        again with what came back continues exactly as if there had been no pause). Returns the iterations
+        run. The loop is outside the seed vmap: see write_back.py."""
 
         def active(runners):  # [S] bool
             return (runners.env_steps < stop_env_steps) & (runners.episodes < stop_episodes)
 
         iteration = self.step_iteration if self.rollout_steps else self.episode_iteration
 
-        def body(carry):
-            runners, totals = carry
-            return jax.vmap(iteration, axis_name=SEED_AXIS)(runners, totals, active(runners))
+        def go_on(carry):
+            runners, _, done = carry
+            return active(runners).any() & (done < max_iterations)
 
-        totals = jax.vmap(lambda _: self.zero_totals())(stop_env_steps)
-        return jax.lax.while_loop(lambda carry: active(carry[0]).any(), body, (runners, totals))
+        def body(carry):
+            runners, totals, done = carry
+            runners, totals = jax.vmap(iteration, axis_name=SEED_AXIS)(runners, totals, active(runners))
+            return runners, totals, done + 1
+
+        return jax.lax.while_loop(go_on, body, (runners, totals, jnp.zeros((), jnp.int32)))
+
+    def train_runs_until(self, runners: RunnerState, stop_env_steps, stop_episodes) -> tuple[RunnerState, Totals]:
+        """All runs [S], from fresh totals, until each reaches its stop (one call of `train_chunk`)."""
+        totals = self.fresh_totals(len(np.asarray(stop_env_steps)))
+        runners, totals, _ = self.train_chunk(runners, totals, stop_env_steps, stop_episodes, np.int32(UNBOUNDED))
+        return runners, totals
 
     def evaluate(self, alg_state: Any, key: jax.Array) -> dict[str, dict[str, jax.Array]]:
         """`test_episodes` greedy, decentralised episodes per test policy (the same games for each)."""
@@ -255,10 +275,10 @@ class Trainer:
         return HostLoop(self)
 
     @cached_property
-    def train_runs_until(self):
+    def train_chunk(self):
         if self.host_side:
-            return self.host.train_runs_until
-        return jax.jit(self.train_runs_until_unjitted, donate_argnums=(0,))
+            return self.host.train_chunk
+        return jax.jit(self.train_chunk_unjitted, donate_argnums=(0, 1))
 
     @cached_property
     def evaluate_runs(self):

@@ -48,9 +48,6 @@ def runs_to_resume(tmp_path):
     shutil.copytree(unfinished.parent, truncated)
     files = {"runner/d": {"bytes": 128, "sha256": "0" * 64}}
     (truncated / MARKER).write_text(json.dumps({"format": 1, "step": 400, "files": files}))
-    unmarked = tmp_path / "unmarked"  # its only checkpoint killed before its marker: never checkpointed
-    shutil.copytree(no_checkpoint, unmarked)
-    shutil.copytree(unfinished.parent, unmarked / CHECKPOINT_FOLDER / "200")
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder\n")
     not_utf8 = tmp_path / "not_utf8"
@@ -58,7 +55,7 @@ def runs_to_resume(tmp_path):
     (not_utf8 / "config.yaml").write_bytes(b"config_format: 2\nmap: 3m\xff\xfe\n")
     return {"NOT_A_RUN": str(not_a_run), "NO_CHECKPOINT": str(no_checkpoint), "BROKEN_RUN": str(broken),
             "A_FILE": str(a_file), "BELOW_A_FILE": str(a_file / "run"), "NOT_UTF8": str(not_utf8),
-            "NOT_UTF8_CONFIG": str(not_utf8 / "config.yaml"), "A_FOLDER": str(not_a_run), "UNMARKED": str(unmarked)}
+            "NOT_UTF8_CONFIG": str(not_utf8 / "config.yaml"), "A_FOLDER": str(not_a_run)}
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +105,7 @@ BAD_INPUTS = [
     (["train", "--config", "/nonexistent/settings.yaml"], ["config file", "does not exist"]),
     (["train", "--config", "BAD_YAML"], ["not valid YAML"]),
     (["train", "--out", "FINISHED", "--env-steps", "10"], ["already holds a run", "--force"]),
-    (["train", "--out", "OCCUPIED", "--env-steps", "10"], ["stopped before its first checkpoint", "--force"]),
+    (["train", "--out", "OCCUPIED", "--env-steps", "10"], ["holds files but no config.yaml", "--force"]),
     (["train", "--seeds", "many"], ["--seeds", "integer"]),
     (["train", "test_interval_env_steps=0", "test_interval_episodes=0"], ["test_interval"]),
     (["heuristic", "--map", "9z"], ["unknown map '9z'"]),
@@ -119,7 +116,6 @@ BAD_INPUTS = [
     (["plot", "/nonexistent/runs"], ["does not exist"]),
     (["train", "--resume", "/nonexistent/run"], ["run folder '/nonexistent/run' does not exist"]),
     (["train", "--resume", "NOT_A_RUN"], ["is not a run folder", "config.yaml"]),
-    (["train", "--resume", "NO_CHECKPOINT"], ["no checkpoint in", "no_checkpoint"]),
     (["train", "--resume", "BROKEN_RUN"], ["no usable checkpoint", "400", "truncated", "200", "unfinished"]),
     (["train", "--resume", "NO_CHECKPOINT", "--map", "8m"], ["only env_steps", "map ('3m' -> '8m')"]),
     (["train", "--resume", "NO_CHECKPOINT", "lr=0.1"], ["only env_steps", "lr (0.001 -> 0.1)"]),
@@ -152,14 +148,12 @@ BAD_INPUTS = [
     # folders and files that cannot be what they are given as
     (["train", "--out", "A_FILE", "--env-steps", "10"], ["is a file; name a folder"]),
     (["train", "--out", "BELOW_A_FILE", "--env-steps", "10"], ["which is a file; name a folder"]),
-    (["train", "--out", "NO_CHECKPOINT", "--env-steps", "10"], ["stopped before its first checkpoint", "--force"]),
     (["train", "--resume", "A_FILE"], ["is a file, not a run folder"]),
     (["train", "--config", "A_FOLDER"], ["is a folder, not a YAML file"]),
     (["train", "--config", "NOT_UTF8_CONFIG"], ["is not UTF-8 text"]),
     (["train", "--resume", "NOT_UTF8"], ["is not UTF-8 text"]),
     (["evaluate", "NOT_UTF8"], ["is not UTF-8 text"]),
     (["render", "NOT_UTF8"], ["is not UTF-8 text"]),
-    (["train", "--resume", "NO_CHECKPOINT"], ["stopped before its first one", "--force"]),
     (["config", "--preset", "nope"], ["unknown preset 'nope'"]),
     (["config", "--alg", "no_such_alg"], ["unknown algorithm 'no_such_alg'"]),
     # damaged or mismatched results of a finished run
@@ -168,9 +162,6 @@ BAD_INPUTS = [
     (["reproduce", "--seed-group", "0"], ["--seed-group must be at least 1"]),
     (["reproduce", "--out", "same", "--keep", "same"], ["is the --out folder itself", "another folder"]),
     (["train", "--resume", "FINISHED", "--env-steps", "200"], ["has trained 400 env steps", "at least 400"]),
-    # a run whose only checkpoint was never marked complete: no circle between --resume and --force
-    (["train", "--resume", "UNMARKED"], ["stopped before its first one", "--force"]),
-    (["train", "--out", "UNMARKED", "--env-steps", "10"], ["stopped before its first checkpoint", "--force"]),
     # a finished run whose checkpoints were removed: no hint to resume it, none to overwrite it unawares
     (["train", "--resume", "PRUNED", "--env-steps", "800"], ["finished run whose checkpoints were removed",
                                                              "another folder"]),

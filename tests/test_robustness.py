@@ -138,11 +138,60 @@ def test_a_full_disk_keeps_the_earlier_checkpoint_and_says_so_in_one_line(traine
     monkeypatch.setattr(CheckpointStore, "save", full_after_the_first)
     run = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"no space left on the device of .* for the checkpoint at env step 400 "
-                                          r"\(a checkpoint takes about .* MiB\); the checkpoint at env step 200 is kept"):
+                                          r"\(a checkpoint takes about .* [KM]iB\); the checkpoint at env step 200 is kept"):
         train(build_config(**TWO_STEP), run, trainer=trainer, **QUIET)
     monkeypatch.setattr(CheckpointStore, "save", save)
     resume(run, trainer=trainer, **QUIET)  # after freeing space: the run goes on from the kept checkpoint
     assert records(run)[-1]["env_steps"] == 400
+
+
+def never_checkpointed_copy(finished, folder):
+    """`finished` as it stood when killed while hashing its first checkpoint (orbax had renamed the step, the
+    completion marker was not written yet), with the log lines of that first chunk."""
+    shutil.copytree(finished, folder)
+    for name in ("params.msgpack", "parameters.json", "evaluation.json"):
+        (folder / name).unlink(missing_ok=True)
+    steps = sorted((folder / "checkpoints").iterdir(), key=lambda p: int(p.name))
+    for step in steps[1:]:
+        shutil.rmtree(step)
+    (steps[0] / "qmix_complete.json").unlink()
+    lines = (folder / "metrics.jsonl").read_text().splitlines()[:2]
+    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_a_run_that_never_finished_a_checkpoint_starts_again_from_step_0_without_force(
+        finished, trainer, tmp_path, capsys):
+    # the one meaning of "resumable": a finished checkpoint; anything less is restarted, by --resume and --out
+    for how in ("resume", "train"):
+        run = never_checkpointed_copy(finished, tmp_path / how)
+        if how == "resume":
+            resume(run, trainer=trainer, **QUIET)
+        else:
+            train(build_config(**TWO_STEP), run, trainer=trainer, **QUIET)
+        assert capsys.readouterr().err.splitlines()[0] == (
+            f"qmix: note: '{run}' stopped before its first checkpoint; starting it again from step 0")
+        assert records(run) == records(finished)
+        assert (run / "params.msgpack").read_bytes() == (finished / "params.msgpack").read_bytes()
+
+
+def test_a_first_checkpoint_that_cannot_fit_is_refused_before_writing_and_the_run_starts_again(
+        finished, trainer, tmp_path, monkeypatch):
+    import qmix.session
+
+    free = shutil.disk_usage(tmp_path)._replace(free=1000)
+    monkeypatch.setattr(qmix.session.shutil, "disk_usage", lambda path: free)
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError) as refused:
+        train(build_config(**TWO_STEP), run, trainer=trainer, **QUIET)
+    assert str(refused.value).startswith(f"no space left on the device of '{run.absolute() / 'checkpoints'}' for "
+                                         "the checkpoint at env step 200 (a checkpoint takes about ")
+    assert str(refused.value).endswith(f"no checkpoint was kept: free some space, and `qmix train --resume {run}` "
+                                       "starts it again from step 0")
+    assert list((run / "checkpoints").iterdir()) == []  # nothing half-written
+    monkeypatch.undo()
+    resume(run, trainer=trainer, **QUIET)
+    assert records(run) == records(finished)
 
 
 def test_two_writers_of_one_file_never_collide(tmp_path):

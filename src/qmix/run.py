@@ -71,21 +71,23 @@ def summarise(session: Session, runners: RunnerState) -> RunSummary:
     )
 
 
-def check_run_dir(run_dir: Path, force: bool) -> None:
-    """Before anything is written: the folder can hold a run, and does not hold one unless --force."""
+def check_run_dir(run_dir: Path, force: bool) -> bool:
+    """Before anything is written: the folder can hold a run, and does not hold one unless --force.
+    Returns True for a run that stopped before its first checkpoint: it is started again (nothing is lost)."""
     run_folder.check_can_create(run_dir)
     if force or not run_folder.holds_a_run(run_dir):
-        return
-    no_checkpoints = not run_folder.marked_checkpoint_steps(run_dir)
-    if no_checkpoints and run_folder.has_final_parameters(run_dir):
+        return False
+    if run_folder.never_checkpointed(run_dir):
+        return True
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(
+            f"run folder '{run_dir}' holds files but no {CONFIG_FILE}, so no run qmix can continue; move them away, "
+            "pick another --out, or pass --force to remove what a run writes there"
+        )
+    if not run_folder.marked_checkpoint_steps(run_dir) and run_folder.has_final_parameters(run_dir):
         raise ConfigError(
             f"run folder '{run_dir}' holds a finished run whose checkpoints were removed (it cannot be resumed); "
             "pick another --out, or pass --force to overwrite it and its final parameters"
-        )
-    if no_checkpoints:
-        raise ConfigError(
-            f"run folder '{run_dir}' holds a run that stopped before its first checkpoint (nothing to resume); "
-            f"start it again with --force (its settings: --config {run_dir / CONFIG_FILE}), or pick another --out"
         )
     raise ConfigError(
         f"run folder '{run_dir}' already holds a run; resume it with --resume {run_dir}, "
@@ -120,7 +122,10 @@ def train(
     Raises NonFiniteError if a loss or parameter stops being finite.
     """
     run_dir = Path(run_dir) if run_dir else default_run_dir(config)
-    check_run_dir(run_dir, force)
+    again = check_run_dir(run_dir, force)
+    if again:
+        print(f"qmix: note: '{run_dir}' stopped before its first checkpoint; starting it again from step 0",
+              file=sys.stderr)
     with GracefulStop() as stop:
         trainer = trainer or make_trainer(config)
         check_replay_fits(config, trainer.algorithm.example_item())
@@ -130,7 +135,7 @@ def train(
             try:  # start-up: until it succeeds, nothing of an earlier run is touched and nothing new is left
                 runners = trainer.init_runs(seed_keys(config.seed, config.num_seeds))
                 _stopped_during_start_up(stop)
-                if force:
+                if force or again:
                     run_folder.clear(run_dir)
                 write_configs(run_dir, config)
                 store = CheckpointStore(run_dir, config.keep_checkpoints)
@@ -177,38 +182,45 @@ def resume(
     """Continue the run in `run_dir` from its newest usable checkpoint, to its (possibly raised) budget.
 
     Newer checkpoints that are unfinished or corrupt are skipped with a warning and deleted; log lines
-    written after the restored checkpoint are dropped, so they are logged again exactly as before.
+    written after the restored checkpoint are dropped, so they are logged again exactly as before. A run that
+    stopped before its first finished checkpoint starts again from step 0 with its saved settings.
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir, changes)
     run_folder.check_writable(run_dir, f"cannot resume '{run_dir}'")
     with GracefulStop() as stop, run_folder.exclusive(run_dir):
-        never_checkpointed = not run_folder.marked_checkpoint_steps(run_dir)
-        if never_checkpointed and run_folder.has_final_parameters(run_dir):
-            raise CheckpointError(
-                f"'{run_dir}' is a finished run whose checkpoints were removed, so it cannot be continued; evaluate "
-                f"it as it is, or train a longer run into another folder (`qmix train --config "
-                f"{run_dir / CONFIG_FILE} --out NEW_FOLDER --env-steps N`)"
-            )
-        if never_checkpointed:
-            raise CheckpointError(
-                f"no checkpoint in '{run_dir}': the run stopped before its first one, so there is nothing to resume; "
-                f"start it again with `qmix train --config {run_dir / CONFIG_FILE} --out {run_dir} --force`"
-            )
-        store = CheckpointStore(run_dir, config.keep_checkpoints, create=False)
-        get_trainer = functools.cache(lambda: trainer or make_trainer(config))  # built once a checkpoint verifies
-        restored = _restore_newest(store, config, get_trainer)
-        _refuse_a_lower_budget(run_dir, config, restored, store, changes)
-        check_replay_fits(config, get_trainer().algorithm.example_item())
+        again = run_folder.never_checkpointed(run_dir)  # nothing to continue: started afresh below
+        if not again:
+            return _continue(run_dir, config, changes, progress, tensorboard, trainer, on_checkpoint, stop)
         _stopped_during_start_up(stop)
-        store.discard_after(restored.step)  # the unusable newer steps, which would block writing new ones
-        _report_restore(run_dir, config, restored)
-        _rewind_run_folder(run_dir, config, restored)
-        loop = LoopState.from_dict(restored.host["loop"])
-        purge_steps = [int(steps) + 1 for steps in np.asarray(restored.runners.env_steps)]
-        session = Session(config, run_dir, get_trainer(), store, loop, Clock(loop.wall_seconds), tensorboard,
-                          on_checkpoint, purge_steps, stop=stop)
-        return summarise(session, session.run(restored.runners, progress, first_test=False))
+    return train(config, run_dir, progress=progress, tensorboard=tensorboard, trainer=trainer,
+                 on_checkpoint=on_checkpoint)
+
+
+def _continue(run_dir: Path, config: Config, changes: dict[str, Any] | None, progress: bool, tensorboard: bool,
+              trainer: Trainer | None, on_checkpoint: Callable[[Path], None] | None, stop: GracefulStop
+              ) -> RunSummary:
+    """Resume's work on a run that has a finished checkpoint (or says why it cannot), holding its folder."""
+    if not run_folder.marked_checkpoint_steps(run_dir):
+        raise CheckpointError(
+            f"'{run_dir}' is a finished run whose checkpoints were removed, so it cannot be continued; evaluate "
+            f"it as it is, or train a longer run into another folder (`qmix train --config "
+            f"{run_dir / CONFIG_FILE} --out NEW_FOLDER --env-steps N`)"
+        )
+    store = CheckpointStore(run_dir, config.keep_checkpoints, create=False)
+    get_trainer = functools.cache(lambda: trainer or make_trainer(config))  # built once a checkpoint verifies
+    restored = _restore_newest(store, config, get_trainer)
+    _refuse_a_lower_budget(run_dir, config, restored, store, changes)
+    check_replay_fits(config, get_trainer().algorithm.example_item())
+    _stopped_during_start_up(stop)
+    store.discard_after(restored.step)  # the unusable newer steps, which would block writing new ones
+    _report_restore(run_dir, config, restored)
+    _rewind_run_folder(run_dir, config, restored)
+    loop = LoopState.from_dict(restored.host["loop"])
+    purge_steps = [int(steps) + 1 for steps in np.asarray(restored.runners.env_steps)]
+    session = Session(config, run_dir, get_trainer(), store, loop, Clock(loop.wall_seconds), tensorboard,
+                      on_checkpoint, purge_steps, stop=stop)
+    return summarise(session, session.run(restored.runners, progress, first_test=False))
 
 
 def _refuse_a_lower_budget(run_dir: Path, config: Config, restored: Restored, store: CheckpointStore,

@@ -95,6 +95,13 @@ def marked_checkpoint_steps(run_dir: Path) -> list[int]:
                   if p.name.isdigit() and p.is_dir() and (p / CHECKPOINT_MARKER).is_file())
 
 
+def never_checkpointed(run_dir: Path) -> bool:
+    """A run that started (its config.yaml is written) but has no finished checkpoint and no final parameters:
+    nothing of value is in it, so train, resume and sweeps all start it again from step 0."""
+    return ((run_dir / CONFIG_FILE).is_file() and not marked_checkpoint_steps(run_dir)
+            and not has_final_parameters(run_dir))
+
+
 def holds_a_run(run_dir: Path) -> bool:
     return run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir())
 

@@ -5,7 +5,9 @@ logged by name (metrics.jsonl and TensorBoard)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,6 +35,7 @@ from qmix.run_folder import (
 )
 from qmix.stopping import GracefulStop, StopRequested
 
+SPACE_MARGIN_BYTES = 2**20  # free space a checkpoint needs beyond its own size (file system overheads)
 STOP_CHECK_SECONDS = 2.0  # training between two looks at a stop request (SIGINT, SIGTERM)
 
 
@@ -288,23 +291,37 @@ class Session:
         self.loop.checkpoint_step = step
         self.loop.wall_seconds = self.clock.seconds()
         host = {"config": self.config.to_dict(), "loop": self.loop.to_dict()}
+        need = self.checkpoint_bytes(runners, previous)
         try:
+            # Refused before writing where it cannot fit: a write that fails part-way leaves the storage
+            # library's background tasks printing tracebacks after the one line.
+            if shutil.disk_usage(self.store.folder).free < need + SPACE_MARGIN_BYTES:
+                raise OSError(errno.ENOSPC, "No space left on device")
             path = self.store.save(step, runners, host, self.config.save_replay)
         except Exception as error:  # noqa: BLE001  (a full disk surfaces as many kinds of error)
             self.loop.checkpoint_step = previous
             if _no_space(error):
-                raise self._disk_full(step, previous) from None
+                raise self._disk_full(step, previous, need) from None
             raise
         if self.on_checkpoint is not None:
             self.on_checkpoint(path)
 
-    def _disk_full(self, step: int, previous: int | None) -> ConfigError:
-        kept = f"the checkpoint at env step {previous:,} is kept" if previous is not None else "no checkpoint was kept"
-        size = _folder_bytes(self.store.path(previous)) if previous is not None else 0
-        need = f" (a checkpoint takes about {size / 2**20:,.1f} MiB)" if size else ""
+    def checkpoint_bytes(self, runners: RunnerState, previous: int | None) -> int:
+        """About what the checkpoint will take: the last one's size, else the bytes of what it saves."""
+        if previous is not None:
+            return _folder_bytes(self.store.path(previous))
+        saved = runners if self.config.save_replay else runners.replace(replay=None)
+        return sum(leaf.nbytes for leaf in jax.tree.leaves(saved))
+
+    def _disk_full(self, step: int, previous: int | None, size: int) -> ConfigError:
+        amount = f"{size / 2**20:,.1f} MiB" if size >= 2**20 else f"{max(size, 1024) / 1024:,.0f} KiB"
+        need = f" (a checkpoint takes about {amount})" if size else ""
+        then = (f"the checkpoint at env step {previous:,} is kept: free some space and continue with"
+                if previous is not None else "no checkpoint was kept: free some space, and")
+        again = "" if previous is not None else " starts it again from step 0"
         return ConfigError(
             f"no space left on the device of '{self.store.folder}' for the checkpoint at env step {step:,}{need}; "
-            f"{kept}: free some space and continue with `qmix train --resume {self.run_dir}`"
+            f"{then} `qmix train --resume {self.run_dir}`{again}"
         )
 
     def write_final_params(self, runners: RunnerState) -> None:

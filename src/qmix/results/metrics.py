@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
@@ -45,8 +46,25 @@ class MetricsLog:
 
     def close(self) -> None:
         self._file.close()
-        if self._writer is not None:
-            self._writer.close()
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        try:
+            writer.close()
+        except OSError:  # e.g. a full disk: the events not yet written are lost, and said so by the caller
+            _abandon(writer)
+            raise
+
+
+def _abandon(writer) -> None:
+    """Stop a TensorBoard writer whose last flush failed, without writing: otherwise its background thread
+    and its exit hook retry the flush and print tracebacks after the run's one-line error."""
+    events = writer.file_writer.event_writer
+    with contextlib.suppress(Exception):
+        events._worker.stop()
+    events._closed = True  # the exit hook's close() then does nothing
+    with contextlib.suppress(Exception):
+        events._ev_writer._py_recordio_writer._writer.close()
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -48,6 +48,10 @@ def runs_to_resume(tmp_path):
     shutil.copytree(unfinished.parent, truncated)
     files = {"runner/d": {"bytes": 128, "sha256": "0" * 64}}
     (truncated / MARKER).write_text(json.dumps({"format": 1, "step": 400, "files": files}))
+    multi_seed = tmp_path / "multi_seed"  # a --seeds 2 run, and the folder of its second seed
+    (multi_seed / "seed_1").mkdir(parents=True)
+    for folder in (multi_seed, multi_seed / "seed_1"):
+        (folder / "config.yaml").write_text(config_to_yaml(build_config(preset="default", env_steps=600, num_seeds=2)))
     a_file = tmp_path / "a_file.txt"
     a_file.write_text("not a folder\n")
     not_utf8 = tmp_path / "not_utf8"
@@ -55,7 +59,8 @@ def runs_to_resume(tmp_path):
     (not_utf8 / "config.yaml").write_bytes(b"config_format: 2\nmap: 3m\xff\xfe\n")
     return {"NOT_A_RUN": str(not_a_run), "NO_CHECKPOINT": str(no_checkpoint), "BROKEN_RUN": str(broken),
             "A_FILE": str(a_file), "BELOW_A_FILE": str(a_file / "run"), "NOT_UTF8": str(not_utf8),
-            "NOT_UTF8_CONFIG": str(not_utf8 / "config.yaml"), "A_FOLDER": str(not_a_run)}
+            "NOT_UTF8_CONFIG": str(not_utf8 / "config.yaml"), "A_FOLDER": str(not_a_run),
+            "SEED_FOLDER": str(multi_seed / "seed_1")}
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +167,10 @@ BAD_INPUTS = [
     (["reproduce", "--seed-group", "0"], ["--seed-group must be at least 1"]),
     (["reproduce", "--out", "same", "--keep", "same"], ["is the --out folder itself", "another folder"]),
     (["train", "--resume", "FINISHED", "--env-steps", "200"], ["has trained 400 env steps", "at least 400"]),
+    # one seed's folder of a --seeds K run is not a run of its own
+    *[([*command, "SEED_FOLDER", *extra], ["one seed's folder of the --seeds run", "multi_seed'"])
+      for command, extra in ((["evaluate"], []), (["render"], []), (["train", "--resume"], []),
+                             (["train", "--out"], ["--env-steps", "10"]))],
     # a finished run whose checkpoints were removed: no hint to resume it, none to overwrite it unawares
     (["train", "--resume", "PRUNED", "--env-steps", "800"], ["finished run whose checkpoints were removed",
                                                              "another folder"]),

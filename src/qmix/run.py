@@ -75,6 +75,7 @@ def check_run_dir(run_dir: Path, force: bool) -> bool:
     """Before anything is written: the folder can hold a run, and does not hold one unless --force.
     Returns True for a run that stopped before its first checkpoint: it is started again (nothing is lost)."""
     run_folder.check_can_create(run_dir)
+    run_folder.refuse_a_seed_folder(run_dir)
     if force or not run_folder.holds_a_run(run_dir):
         return False
     if run_folder.never_checkpointed(run_dir):
@@ -153,6 +154,7 @@ def load_run_config(run_dir: Path, changes: dict[str, Any] | None = None) -> Con
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise ConfigError(f"run folder '{run_dir}' does not exist")
+    run_folder.refuse_a_seed_folder(run_dir)
     if not run_dir.is_dir():
         raise ConfigError(f"'{run_dir}' is a file, not a run folder; pass the folder `qmix train` wrote")
     path = run_dir / CONFIG_FILE

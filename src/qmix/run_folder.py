@@ -18,6 +18,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from datetime import datetime
@@ -37,6 +38,7 @@ PARAMS_FILE = "params.msgpack"  # a run's final parameters, in each seed folder
 EVALUATION_FILE = "evaluation.json"
 PARAMETER_MANIFEST = "parameters.json"  # size, SHA-256 and finiteness of every final parameter file
 KEPT_FILE = "kept.json"  # a copy of a finished run's small files, its parameters left out (qmix.sweep.keep)
+SEED_FOLDER = re.compile(r"seed_(\d+)")  # a seed's folder of a --seeds K run
 LOCK_FILE = ".qmix.lock"  # held (flock) by the one process training the run
 INT32_MAX = 2**31 - 1
 # What `qmix train` and `qmix evaluate` write: all of it goes when a run is started again with --force.
@@ -60,6 +62,34 @@ def seed_folders(run_dir: Path, config) -> list[Path]:
     if config.num_seeds == 1:
         return [Path(run_dir)]
     return [Path(run_dir) / f"seed_{config.seed + k}" for k in range(config.num_seeds)]
+
+
+def seed_of_folder(folder: Path) -> int | None:
+    """n for a folder named seed_<n> (a seed's folder of a --seeds K run), else None."""
+    match = SEED_FOLDER.fullmatch(Path(folder).name)
+    return int(match.group(1)) if match else None
+
+
+def multi_seed_parent(folder: Path) -> Path | None:
+    """The --seeds K run folder that `folder` is one seed's folder of, or None. Such a folder holds that seed's
+    logs and parameters, but the run (its checkpoints, its config) is the parent's."""
+    parent = Path(folder).absolute().parent
+    if seed_of_folder(folder) is None or not (parent / CONFIG_FILE).is_file():
+        return None
+    try:
+        saved = yaml.safe_load((parent / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    seeds = saved.get("num_seeds") if isinstance(saved, dict) else None
+    return parent if isinstance(seeds, int) and seeds > 1 else None
+
+
+def refuse_a_seed_folder(folder: Path) -> None:
+    """Commands take a whole run: one line naming the run a seed's folder belongs to."""
+    parent = multi_seed_parent(folder)
+    if parent is not None:
+        raise ConfigError(f"'{folder}' is one seed's folder of the --seeds run '{parent}'; pass that run folder "
+                          "(every command covers all of its seeds)")
 
 
 def write_configs(run_dir: Path, config) -> None:

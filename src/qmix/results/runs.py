@@ -10,7 +10,6 @@ one run. Every test point is kept, with whatever test metrics it has.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,18 +19,16 @@ import yaml
 
 from qmix.files import read_jsonl
 from qmix.paper import PAPER_MAPS
+from qmix.run_folder import CONFIG_FILE, METRICS_FILE, seed_of_folder
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
-CONFIG_FILE = "config.yaml"
 UNKNOWN = "unknown"
 TEST_PREFIX = "test_"  # a logged test metric: test_<metric>, or test_<metric>_<policy> for other test policies
 
 # Display order: the paper's methods and maps first, anything else after, alphabetically.
 KNOWN_ALGS = ("qmix", "vdn", "iql", "qmix_ns", "qmix_lin", "vdn_s")
 
-_SEED_FOLDER = re.compile(r"^seed_(\d+)$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,7 +147,7 @@ def _load_run(metrics_file: Path) -> Run | None:
         path=run_dir,
         alg=str(config.get("alg") or UNKNOWN),
         map=str(config.get("map") or UNKNOWN),
-        seed=_first_int(own_config.get("seed"), _seed_from_folder_name(run_dir), parent_config.get("seed")),
+        seed=_first_int(own_config.get("seed"), seed_of_folder(run_dir), parent_config.get("seed")),
         env_steps=steps,
         tests=tests,
     )
@@ -159,14 +156,9 @@ def _load_run(metrics_file: Path) -> Run | None:
 def _read_configs(run_dir: Path) -> tuple[dict, dict]:
     """(the run's own config, its multi-seed parent's config or {}): a seed folder inherits alg and map."""
     own_config = _read_yaml(run_dir / CONFIG_FILE)
-    is_seed_folder = _seed_from_folder_name(run_dir) is not None
+    is_seed_folder = seed_of_folder(run_dir) is not None
     parent_config = _read_yaml(run_dir.parent / CONFIG_FILE) if is_seed_folder else {}
     return own_config, parent_config
-
-
-def _seed_from_folder_name(run_dir: Path) -> int | None:
-    match = _SEED_FOLDER.match(run_dir.name)
-    return int(match.group(1)) if match else None
 
 
 def _first_int(*candidates: object) -> int | None:

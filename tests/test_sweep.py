@@ -18,6 +18,7 @@ import yaml
 
 from qmix.algorithms import ALGORITHMS
 from qmix.config import ConfigError, build_config
+from qmix.run_folder import write_parameter_manifest
 from qmix.sweep.memory import replay_bytes, task_memory_bytes
 from qmix.sweep.plan import make_tasks, split_seeds, sweep_tasks
 from qmix.sweep.spec import load_spec, parse_spec
@@ -197,8 +198,13 @@ def test_a_run_folder_is_done_resumable_fresh_or_in_the_way(tmp_path):
     assert inspect_run(run, config).state is RunState.FRESH
     (run / "checkpoints" / "400" / "qmix_complete.json").write_text("{}")
     assert inspect_run(run, config).state is RunState.RESUME
-    (run / "params.msgpack").write_bytes(b"")
+    (run / "params.msgpack").write_bytes(b"")  # killed while writing its final parameters: no manifest yet
+    assert inspect_run(run, config).state is RunState.RESUME
+    write_parameter_manifest(run, ["params.msgpack"])
     assert inspect_run(run, config).state is RunState.DONE
+    (run / "params.msgpack").write_bytes(b"changed")  # finished means parameters that match their manifest
+    assert inspect_run(run, config).state is RunState.RESUME
+    write_parameter_manifest(run, ["params.msgpack"])
     raised = build_config(preset="default", map="3m", env_steps=2000)
     assert inspect_run(run, raised).state is RunState.RESUME  # a raised budget continues
     other = build_config(preset="default", map="3m", env_steps=1000, lr=0.01)

@@ -246,6 +246,16 @@ def parameter_checksums(folder: Path) -> dict:
         return {}
 
 
+def has_verified_final_parameters(folder: Path) -> bool:
+    """Whether `folder` holds final parameters that match their manifest: what "finished" means wherever it
+    is asked (a sweep's state as much as `qmix evaluate`)."""
+    try:
+        verified_parameter_bytes(folder / PARAMS_FILE)
+    except (ConfigError, OSError):
+        return False
+    return True
+
+
 def verified_parameter_bytes(path: Path, binding: dict | None = None) -> bytes:
     """The bytes of a final parameter file, checked against the folder's manifest (and, given the run's
     `parameter_binding`, against what the manifest says they belong to), or a one-line ConfigError."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from qmix.config import Config, build_config
 from qmix.errors import ConfigError
 from qmix.files import read_jsonl
-from qmix.run_folder import LOCK_FILE, PARAMS_FILE, marked_checkpoint_steps, seed_folders
+from qmix.run_folder import LOCK_FILE, has_verified_final_parameters, marked_checkpoint_steps, seed_folders
 from qmix.sweep.keep import is_kept
 
 CHECKPOINTS = "checkpoints"
@@ -52,7 +52,7 @@ def inspect_run(run_dir: Path, config: Config) -> Inspection:
     if saved.env_steps > config.env_steps:
         return Inspection(RunState.CONFLICT, f"'{run_dir}' holds a run with a larger budget "
                           f"({saved.env_steps:,} > {config.env_steps:,} env steps); move it away")
-    finished = all((f / PARAMS_FILE).is_file() for f in seed_folders(run_dir, config)) or is_kept(run_dir, saved)
+    finished = all(has_verified_final_parameters(f) for f in seed_folders(run_dir, config)) or is_kept(run_dir, saved)
     if finished and saved.env_steps == config.env_steps:
         return Inspection(RunState.DONE)
     steps = marked_checkpoint_steps(run_dir)

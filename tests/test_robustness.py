@@ -145,26 +145,27 @@ def test_a_full_disk_keeps_the_earlier_checkpoint_and_says_so_in_one_line(traine
     assert records(run)[-1]["env_steps"] == 400
 
 
-def never_checkpointed_copy(finished, folder):
-    """`finished` as it stood when killed while hashing its first checkpoint (orbax had renamed the step, the
-    completion marker was not written yet), with the log lines of that first chunk."""
-    shutil.copytree(finished, folder)
-    for name in ("params.msgpack", "parameters.json", "evaluation.json"):
-        (folder / name).unlink(missing_ok=True)
-    steps = sorted((folder / "checkpoints").iterdir(), key=lambda p: int(p.name))
-    for step in steps[1:]:
-        shutil.rmtree(step)
-    (steps[0] / "qmix_complete.json").unlink()
-    lines = (folder / "metrics.jsonl").read_text().splitlines()[:2]
-    (folder / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    return folder
+class Killed(Exception):
+    """Stands in for SIGKILL in-process: nothing after the point where it is raised runs."""
 
 
-def test_a_run_that_never_finished_a_checkpoint_starts_again_from_step_0_without_force(
-        finished, trainer, tmp_path, capsys):
-    # the one meaning of "resumable": a finished checkpoint; anything less is restarted, by --resume and --out
+def test_a_run_killed_before_its_first_checkpoint_was_marked_starts_again_from_step_0_without_force(
+        finished, trainer, tmp_path, monkeypatch, capsys):
+    # The kill window between orbax renaming a step and its completion marker, injected: the step is on disk,
+    # unmarked. Resumable means a marked step, so --resume and --out both start the run again from step 0.
+    from qmix.checkpoint import CheckpointStore
+
+    def killed_while_hashing(self, step):
+        raise Killed(step)
+
     for how in ("resume", "train"):
-        run = never_checkpointed_copy(finished, tmp_path / how)
+        run = tmp_path / how
+        with monkeypatch.context() as patch:
+            patch.setattr(CheckpointStore, "_mark_complete", killed_while_hashing)
+            with pytest.raises(Killed):
+                train(build_config(**TWO_STEP), run, trainer=trainer, **QUIET)
+        assert [p.name for p in (run / "checkpoints").iterdir()] == ["200"]  # renamed, never marked
+        capsys.readouterr()
         if how == "resume":
             resume(run, trainer=trainer, **QUIET)
         else:

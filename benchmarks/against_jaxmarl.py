@@ -3,20 +3,13 @@
     python benchmarks/against_jaxmarl.py --jaxmarl DIR [--jaxmarl-python PATH] [--maps 3m 8m]
         [--budget 1000000] [--num-envs 32] [--rollout-steps 128] [--hidden 64] [--minibatches 4] ...
 
-Setup, once: a checkout of JaxMARL at the commit measured, and a Python that runs its script (it needs
-hydra-core, omegaconf and wandb besides jaxmarl; the script says what is missing and how to install it):
-
-    git clone https://github.com/FLAIROx/JaxMARL && git -C JaxMARL checkout c793d095618c6d3edfb5632802348f57b70a4b94
-    python -m venv jaxmarl-venv && jaxmarl-venv/bin/pip install jaxmarl==0.2.0 jax==<this venv's> \\
-        flax==<this venv's> optax==<this venv's> hydra-core omegaconf wandb six
+Setup, once: a JaxMARL checkout and a Python that runs their script, as benchmarks/jaxmarl_runs.py says.
 
 JaxMARL's side is their unmodified `baselines/QLearning/pqn_vdn_rnn.py` with their `pqn_vdn_rnn_smax`
 config, given hydra overrides only; ours is `qmix train --alg pqn_vdn` with the same settings as key=value.
-Each map runs theirs, then ours, each in its own process, never at the same time, with the same
-environment variables and CPU affinity (so the same number of CPU threads); neither uses a persistent
-compilation cache, so both compile from scratch. Their script reports only through wandb, so it runs with
-WANDB_MODE=offline and the run's history is read back from wandb's offline file (one `wandb.log` per
-update, which their throughput includes). Reported per map:
+Each map runs theirs, then ours (jaxmarl_runs.py: the same environment and cores, no compilation cache);
+their history is read back from wandb's offline file (one `wandb.log` per update, which their throughput
+includes). Reported per map:
 
 - env steps/s while learning: env steps from the first record at or past the second test point to the last
   record (their per-update log; our test points) over the wall time between them, so every compilation is
@@ -40,23 +33,22 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
-import struct
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-JAXMARL_COMMIT = "c793d095618c6d3edfb5632802348f57b70a4b94"
-SETUP = f"git clone https://github.com/FLAIROx/JaxMARL && git -C JaxMARL checkout {JAXMARL_COMMIT}"
+from jaxmarl_runs import (
+    JAXMARL_COMMIT,
+    check_setup,
+    checkout_commit,
+    child_environment,
+    measure_ours,
+    measure_theirs,
+    qmix_command,
+)
+
 SCRIPT = Path("baselines/QLearning/pqn_vdn_rnn.py")
-THEIR_MODULES = {"jaxmarl": "jaxmarl", "hydra": "hydra-core", "omegaconf": "omegaconf", "wandb": "wandb",
-                 "optax": "optax", "six": "six"}  # module -> pip package (gymnax, under jaxmarl, imports six)
-# run by their Python: the modules it lacks, and its jax version (without importing jax)
-PROBE = ("import importlib.metadata as m, importlib.util as u, json, sys; print(json.dumps({'missing': [n for n in "
-         "sys.argv[1:] if u.find_spec(n) is None], 'jax': m.version('jax') if u.find_spec('jax') else None}))")
 
 
 def parse_args() -> argparse.Namespace:
@@ -83,53 +75,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-norm", action="store_true", help="keep their config's batch norm")
     parser.add_argument("--cpus", type=int, help="pin both sides to this many of the allowed cores")
     parser.add_argument("--keep", type=Path, help="keep both sides' run folders here")
-    parser.add_argument("--read-wandb", type=Path, help=argparse.SUPPRESS)  # helper, run by their Python
     return parser.parse_args()
-
-
-def read_wandb_history(path: Path) -> list[dict]:
-    """The history rows of a wandb offline run file: LevelDB-log framed records (32 KiB blocks, 7-byte
-    headers, after wandb's 7-byte file header), each a wandb Record protobuf. Runs under their Python."""
-    from wandb.proto import wandb_internal_pb2
-
-    data, block, position, pending, rows = path.read_bytes(), 32768, 7, b"", []
-    while position + 7 <= len(data):
-        if block - position % block < 7:  # a block's tail too short for a header is padding
-            position += block - position % block
-            continue
-        length, kind = struct.unpack("<HB", data[position + 4 : position + 7])
-        pending += data[position + 7 : position + 7 + length]
-        position += 7 + length
-        if kind in (1, 4):  # a whole record, or the last piece of one
-            record = wandb_internal_pb2.Record.FromString(pending)
-            pending = b""
-            if record.WhichOneof("record_type") == "history":
-                items = record.history.item  # a key is in `key` or, in newer wandb, in `nested_key`
-                rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in items})
-    return rows
-
-
-def check_setup(args: argparse.Namespace) -> str:
-    """Exit with one line if their checkout or their Python's packages are missing; their jax version."""
-    if args.jaxmarl is None or not (args.jaxmarl / SCRIPT).is_file():
-        sys.exit(f"error: no {SCRIPT} under --jaxmarl {args.jaxmarl or '(not given)'}; set up JaxMARL with: {SETUP}")
-    try:
-        probe = subprocess.run([args.jaxmarl_python, "-c", PROBE, "jax", *THEIR_MODULES], capture_output=True,
-                               text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as error:
-        sys.exit(f"error: cannot run --jaxmarl-python {args.jaxmarl_python}: {error}")
-    found = json.loads(probe.stdout)
-    if found["missing"]:
-        packages = " ".join(THEIR_MODULES.get(m, m) for m in found["missing"])
-        sys.exit(f"error: JaxMARL's script needs {packages} in {args.jaxmarl_python}: run `{args.jaxmarl_python} "
-                 f"-m pip install {packages}`, or pass --jaxmarl-python of a venv that has them (setup: the top of "
-                 f"{__file__})")
-    return found["jax"]
-
-
-def checkout_commit(folder: Path) -> str:
-    done = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return f"commit {done.stdout.strip()[:9]}" if done.returncode == 0 else "no git commit"
 
 
 def plan(args: argparse.Namespace) -> dict:
@@ -172,64 +118,14 @@ def our_command(args: argparse.Namespace, map_name: str, p: dict, folder: Path) 
         "test_interval_env_steps": p["test_interval_env_steps"], "test_interval_episodes": 0,
         "test_episodes": args.test_envs, "final_evaluation_episodes": 0, "checkpoint_interval_env_steps": 0,
     }
-    qmix = str(Path(sys.executable).with_name("qmix"))
-    return [qmix, "train", "--alg", "pqn_vdn", "--map", map_name, "--seed", str(args.seed), "--env-steps",
+    return [qmix_command(), "train", "--alg", "pqn_vdn", "--map", map_name, "--seed", str(args.seed), "--env-steps",
             str(p["budget"]), "--out", str(folder / "qmix"), "--force", "--no-progress",
             *(f"{key}={value}" for key, value in settings.items())]
 
 
-def run_timed(name: str, command: list[str], folder: Path, environment: dict) -> float:
-    """Wall seconds of one child process; exit with its last error line if it fails."""
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=folder, env=environment, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
-        sys.exit(f"error: {name} failed (run folder {folder}): {lines[-1]}")
-    return time.perf_counter() - start
-
-
-def steady_rate(points: list[tuple[float, float]], start: int) -> float:
-    """Env steps per second from the first (env steps, seconds) point at or past `start` env steps to the last."""
-    (steps0, time0), (steps1, time1) = next(pt for pt in points if pt[0] >= start), points[-1]
-    return (steps1 - steps0) / max(time1 - time0, 1e-9)
-
-
-def measure_theirs(args: argparse.Namespace, map_name: str, p: dict, folder: Path, environment: dict) -> dict:
-    environment = {**environment, "WANDB_DIR": str(folder), "WANDB_SILENT": "true"}
-    wall = run_timed("JaxMARL's pqn_vdn_rnn.py", their_command(args, map_name, p, folder), folder, environment)
-    run_file = max((folder / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda f: f.stat().st_mtime)
-    # their Python has wandb's protobuf classes; this script runs there with only the standard library
-    read = subprocess.run([args.jaxmarl_python, __file__, "--read-wandb", str(run_file)], capture_output=True,
-                          text=True, check=True)
-    rows = json.loads(read.stdout)
-    points = [(r["env_step"], r["_timestamp"]) for r in rows]
-    return {"rate": steady_rate(points, 2 * p["test_interval_env_steps"]), "wall": wall,
-            "win": rows[-1]["test_returned_won_episode"]}
-
-
-def measure_ours(args: argparse.Namespace, map_name: str, p: dict, folder: Path, environment: dict) -> dict:
-    environment = {**environment, "QMIX_COMPILE_CACHE": "off"}
-    wall = run_timed("qmix train", our_command(args, map_name, p, folder), folder, environment)
-    with open(folder / "qmix" / "metrics.jsonl") as lines:
-        records = [json.loads(line) for line in lines if line.strip()]
-    points = [(r["env_steps"], r["wall_seconds"]) for r in records]
-    return {"rate": steady_rate(points, 2 * p["test_interval_env_steps"]), "wall": wall,
-            "win": records[-1]["test_win_rate"]}
-
-
-def child_environment(args: argparse.Namespace) -> dict:
-    """Identical for both sides: no persistent compilation cache, the same cores (inherited affinity)."""
-    if args.cpus:
-        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cpus])
-    return {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
-
-
 def main() -> None:
     args = parse_args()
-    if args.read_wandb:
-        print(json.dumps(read_wandb_history(args.read_wandb)))
-        return
-    their_jax, our_jax = check_setup(args), importlib.metadata.version("jax")
+    their_jax, our_jax = check_setup(args, SCRIPT), importlib.metadata.version("jax")
     p = plan(args)
     environment = child_environment(args)
     print(f"JaxMARL PQN-VDN ({args.jaxmarl / SCRIPT}, {checkout_commit(args.jaxmarl)}, written for "
@@ -249,8 +145,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             folder = args.keep / map_name if args.keep else Path(tmp)
             folder.mkdir(parents=True, exist_ok=True)
-            theirs = measure_theirs(args, map_name, p, folder, environment)
-            ours = measure_ours(args, map_name, p, folder, environment)
+            start = 2 * p["test_interval_env_steps"]  # every compilation behind
+            theirs = measure_theirs(args, "JaxMARL's pqn_vdn_rnn.py", their_command(args, map_name, p, folder), folder,
+                                    environment, start)
+            ours = measure_ours(our_command(args, map_name, p, folder), folder, environment, start)
         print(f"| {map_name} | {p['budget']:,} | {theirs['rate']:,.0f} | {ours['rate']:,.0f} | "
               f"{ours['rate'] / theirs['rate']:.2f} | {theirs['win']:.0%} | {ours['win']:.0%} | {theirs['wall']:.0f} | "
               f"{ours['wall']:.0f} |", flush=True)

@@ -99,3 +99,24 @@ def test_an_on_policy_algorithm_learns_from_each_iterations_episodes(tmp_path, c
     assert [r["batch_steps"] for r in records[1:]] == [6.0, 6.0]
     assert [r["updates"] for r in records] == [0, 5, 10] and summary.env_steps == [60]
     assert records[-1]["test_return"] == 7.0  # action 0 twice: the top-left cell of state 2A
+
+
+def test_a_process_shares_a_trainer_between_identical_settings_only(monkeypatch):
+    import qmix.build
+    from qmix.build import KEPT_TRAINERS, make_trainer
+
+    first = make_trainer(build_config(preset="two_step"))
+    assert make_trainer(build_config(preset="two_step")) is first  # traced and compiled once per process
+    assert make_trainer(build_config(preset="two_step", seed=1)) is not first  # any setting differs: its own
+    for k in range(KEPT_TRAINERS):  # the last few are kept, the oldest dropped
+        make_trainer(build_config(preset="two_step", seed=10 + k))
+    assert make_trainer(build_config(preset="two_step")) is not first
+
+    class HostSide(qmix.build.Trainer):  # games stepped from Python (real StarCraft II) close with their run
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.host_side = True
+
+    monkeypatch.setattr(qmix.build, "Trainer", HostSide)
+    config = build_config(preset="two_step", seed=99)
+    assert make_trainer(config) is not make_trainer(config)

@@ -3,12 +3,34 @@ runs one on the other."""
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
+
 from qmix.algorithms import make_algorithm
 from qmix.envs import make_env
 from qmix.episodes import EnvSpec
 from qmix.learn.loop import Trainer
 
+KEPT_TRAINERS = 4  # the trainers a process keeps, newest used first
+
+# A trainer's programs are traced and compiled on first use and kept on it, so the commands one process
+# runs on one config (`qmix train` and its final evaluation; evaluate, then render; a notebook calling
+# `qmix.load_policy` again) reuse them instead of tracing the same programs again. Keyed by every
+# setting: a trainer is only shared between identical configs.
+_kept: OrderedDict[str, Trainer] = OrderedDict()
+
 
 def make_trainer(config) -> Trainer:
+    """The trainer for `config`: one of the last few built in this process for the same settings, else a new
+    one. Host-side environments (real StarCraft II games, closed when a run ends) are never shared."""
+    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    if key in _kept:
+        _kept.move_to_end(key)
+        return _kept[key]
     env = make_env(config)
-    return Trainer(config, env, make_algorithm(config, EnvSpec.of(env)), lambda seed: make_env(config, seed))
+    trainer = Trainer(config, env, make_algorithm(config, EnvSpec.of(env)), lambda seed: make_env(config, seed))
+    if not trainer.host_side:
+        _kept[key] = trainer
+        while len(_kept) > KEPT_TRAINERS:
+            _kept.popitem(last=False)
+    return trainer

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 import jax
@@ -91,6 +91,13 @@ class RunEvaluation:
         return "evaluation_" + self.params.replace(" ", "_") + ".json"  # evaluation_checkpoint_400[_averaged]
 
 
+@lru_cache(maxsize=8)
+def _compiled_outcomes(trainer, n_episodes: int):
+    """The compiled greedy rounds of `trainer`'s game, kept with the trainer (build.make_trainer keeps the
+    last few), so evaluating its runs again compiles nothing."""
+    return jax.jit(partial(_outcomes, trainer.algorithm, trainer.env, n_episodes=n_episodes))
+
+
 def _outcomes(algorithm, env, policy, key, n_episodes):
     """[E] per-episode values of every declared metric, and whether the time limit ended the episode,
     of `n_episodes` greedy episodes (compiled once per run config)."""
@@ -130,7 +137,7 @@ def evaluate_run(
 
     round_size = min(episodes, ROUND_EPISODES)
     rounds = -(-episodes // round_size)
-    play = jax.jit(partial(_outcomes, trainer.algorithm, trainer.env, n_episodes=round_size))
+    play = _compiled_outcomes(trainer, round_size)
     results = []
     for folder, policy in zip(folders, policies, strict=True):
         parts = [jax.device_get(play(policy, jax.random.fold_in(jax.random.PRNGKey(seed), r)))

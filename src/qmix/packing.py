@@ -24,10 +24,20 @@ import jax.numpy as jnp
 from qmix.episodes import Episodes, PackedEpisodes
 
 
+SMALLEST_ROWS = 0.25  # the fewest rows offered, as a share of the batch's episodes
+
+
 def row_counts(batch_size: int, count: int) -> list[int]:
-    """The row counts a batch may be packed into: `count` evenly spaced up to one row per episode."""
+    """The row counts a batch may be packed into: `count` of them, spaced geometrically from a quarter of
+    the batch up to one row per episode, so a batch gets at most a constant factor more rows than it needs
+    (1.59 for 4 counts) wherever its need falls. Evenly spaced counts waste most where batches usually are:
+    SMAX's episodes fill about a quarter to a third of their time limit, so a batch of B needs about B/3
+    rows, and counts B/4, B/2, 3B/4, B gave it B/2."""
     count = max(1, min(count, batch_size))
-    return sorted({-(-batch_size * (i + 1) // count) for i in range(count)})
+    if count == 1:
+        return [batch_size]
+    shares = [SMALLEST_ROWS ** (1 - i / (count - 1)) for i in range(count)]
+    return sorted({max(1, min(batch_size, round(batch_size * share))) for share in shares})
 
 
 def _assign_rows(lengths: jax.Array, rows: int) -> tuple[jax.Array, jax.Array, jax.Array]:

@@ -116,4 +116,5 @@ def test_every_study_and_benchmark_script_imports(script, monkeypatch):
     spec = importlib.util.spec_from_file_location(name, script)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, name, module)  # dataclasses look their module up while it loads
+    monkeypatch.syspath_prepend(str(script.parent))  # as when run: its folder's helper modules import
     spec.loader.exec_module(module)

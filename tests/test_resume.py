@@ -21,7 +21,7 @@ import yaml
 from golden_runs import TINY_SMAX
 from qmix import cli
 from qmix.algorithms.value_decomposition.algorithm import Params, ValueDecompositionState
-from qmix.build import make_trainer
+from qmix.build import make_trainer, new_trainer
 from qmix.checkpoint import CHECKPOINT_FOLDER, MARKER
 from qmix.config import build_config
 from qmix.errors import NonFiniteError
@@ -208,7 +208,7 @@ def test_resume_can_raise_the_budget(uninterrupted, config, trainer, tmp_path, c
 def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(uninterrupted, config, trainer, tmp_path):
     # poisoned from the second update after the first checkpoint: before the second one
     poison_from_update = next(r["updates"] for r in metrics(uninterrupted) if r["env_steps"] >= 200) + 1
-    poisoned = make_trainer(config)
+    poisoned = new_trainer(config)  # its own: the one make_trainer shares must stay clean
     poisoned.init_runs = trainer.init_runs  # only the learner update is poisoned: reuse the compiled rest
     poisoned.evaluate_runs = trainer.evaluate_runs
     clean_update = poisoned.algorithm._update

@@ -22,15 +22,21 @@ _kept: OrderedDict[str, Trainer] = OrderedDict()
 
 def make_trainer(config) -> Trainer:
     """The trainer for `config`: one of the last few built in this process for the same settings, else a new
-    one. Host-side environments (real StarCraft II games, closed when a run ends) are never shared."""
+    one. Host-side environments (real StarCraft II games, closed when a run ends) are never shared. A caller
+    that changes its trainer (replaces a method, say) takes `new_trainer` instead, which shares nothing."""
     key = json.dumps(config.to_dict(), sort_keys=True, default=str)
     if key in _kept:
         _kept.move_to_end(key)
         return _kept[key]
-    env = make_env(config)
-    trainer = Trainer(config, env, make_algorithm(config, EnvSpec.of(env)), lambda seed: make_env(config, seed))
+    trainer = new_trainer(config)
     if not trainer.host_side:
         _kept[key] = trainer
         while len(_kept) > KEPT_TRAINERS:
             _kept.popitem(last=False)
     return trainer
+
+
+def new_trainer(config) -> Trainer:
+    """A trainer of its own for `config`: its programs are traced and compiled afresh on first use."""
+    env = make_env(config)
+    return Trainer(config, env, make_algorithm(config, EnvSpec.of(env)), lambda seed: make_env(config, seed))

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 
 from qmix.episodes import Episodes, PackedEpisodes
 
-
 SMALLEST_ROWS = 0.25  # the fewest rows offered, as a share of the batch's episodes
 
 

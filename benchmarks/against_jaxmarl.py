@@ -35,18 +35,9 @@ import argparse
 import importlib.metadata
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-from jaxmarl_runs import (
-    JAXMARL_COMMIT,
-    check_setup,
-    checkout_commit,
-    child_environment,
-    measure_ours,
-    measure_theirs,
-    qmix_command,
-)
+import jaxmarl_runs as jaxmarl
 
 SCRIPT = Path("baselines/QLearning/pqn_vdn_rnn.py")
 
@@ -118,18 +109,18 @@ def our_command(args: argparse.Namespace, map_name: str, p: dict, folder: Path) 
         "test_interval_env_steps": p["test_interval_env_steps"], "test_interval_episodes": 0,
         "test_episodes": args.test_envs, "final_evaluation_episodes": 0, "checkpoint_interval_env_steps": 0,
     }
-    return [qmix_command(), "train", "--alg", "pqn_vdn", "--map", map_name, "--seed", str(args.seed), "--env-steps",
+    return [jaxmarl.qmix_command(), "train", "--alg", "pqn_vdn", "--map", map_name, "--seed", str(args.seed), "--env-steps",
             str(p["budget"]), "--out", str(folder / "qmix"), "--force", "--no-progress",
             *(f"{key}={value}" for key, value in settings.items())]
 
 
 def main() -> None:
     args = parse_args()
-    their_jax, our_jax = check_setup(args, SCRIPT), importlib.metadata.version("jax")
+    their_jax, our_jax = jaxmarl.check_setup(args, SCRIPT), importlib.metadata.version("jax")
     p = plan(args)
-    environment = child_environment(args)
-    print(f"JaxMARL PQN-VDN ({args.jaxmarl / SCRIPT}, {checkout_commit(args.jaxmarl)}, written for "
-          f"{JAXMARL_COMMIT[:9]}; +alg=pqn_vdn_rnn_smax; jax {their_jax} in {args.jaxmarl_python}) against "
+    environment = jaxmarl.child_environment(args)
+    print(f"JaxMARL PQN-VDN ({args.jaxmarl / SCRIPT}, {jaxmarl.checkout_commit(args.jaxmarl)}, written for "
+          f"{jaxmarl.JAXMARL_COMMIT[:9]}; +alg=pqn_vdn_rnn_smax; jax {their_jax} in {args.jaxmarl_python}) against "
           f"qmix pqn_vdn (jax {our_jax}), one after the other; cores {sorted(os.sched_getaffinity(0))}, "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
     print(f"budget {p['budget']:,} env steps = {p['updates']} rollouts of {args.num_envs} envs x {args.rollout_steps} "
@@ -138,20 +129,9 @@ def main() -> None:
           f"clip {args.grad_clip}; gamma {args.gamma}, lambda {args.q_lambda}; epsilon 1 -> {args.eps_finish} over "
           f"{args.eps_decay:.0%} of the budget; greedy test every {p['test_interval_env_steps']:,} env steps on "
           f"{args.test_envs} envs/episodes; time limit theirs 100, ours {args.episode_limit}; seed {args.seed}")
-    print("| map | budget | JaxMARL PQN-VDN env steps/s | qmix pqn_vdn env steps/s | ratio | JaxMARL greedy win | "
-          "qmix greedy win | JaxMARL wall s | qmix wall s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    jaxmarl.print_table_header("PQN-VDN", "pqn_vdn")
     for map_name in args.maps:
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = args.keep / map_name if args.keep else Path(tmp)
-            folder.mkdir(parents=True, exist_ok=True)
-            start = 2 * p["test_interval_env_steps"]  # every compilation behind
-            theirs = measure_theirs(args, "JaxMARL's pqn_vdn_rnn.py", their_command(args, map_name, p, folder), folder,
-                                    environment, start)
-            ours = measure_ours(our_command(args, map_name, p, folder), folder, environment, start)
-        print(f"| {map_name} | {p['budget']:,} | {theirs['rate']:,.0f} | {ours['rate']:,.0f} | "
-              f"{ours['rate'] / theirs['rate']:.2f} | {theirs['win']:.0%} | {ours['win']:.0%} | {theirs['wall']:.0f} | "
-              f"{ours['wall']:.0f} |", flush=True)
+        jaxmarl.compare_on_map(args, map_name, p, "JaxMARL's pqn_vdn_rnn.py", their_command, our_command, environment)
 
 
 if __name__ == "__main__":

@@ -32,18 +32,9 @@ import argparse
 import importlib.metadata
 import os
 import sys
-import tempfile
 from pathlib import Path
 
-from jaxmarl_runs import (
-    JAXMARL_COMMIT,
-    check_setup,
-    checkout_commit,
-    child_environment,
-    measure_ours,
-    measure_theirs,
-    qmix_command,
-)
+import jaxmarl_runs as jaxmarl
 
 SCRIPT = Path("baselines/QLearning/qmix_rnn.py")
 BUDGETS = {"3m": 1_000_000, "8m": 300_000}  # the budgets first measured
@@ -87,34 +78,23 @@ def our_command(args: argparse.Namespace, map_name: str, p: dict, folder: Path) 
         "test_interval_env_steps": p["test_interval_env_steps"], "test_episodes": 512,
         "final_evaluation_episodes": 0, "checkpoint_interval_env_steps": 0,
     }
-    return [qmix_command(), "train", "--preset", "default", "--alg", "qmix", "--map", map_name, "--seed",
+    return [jaxmarl.qmix_command(), "train", "--preset", "default", "--alg", "qmix", "--map", map_name, "--seed",
             str(args.seed), "--env-steps", str(p["budget"]), "--out", str(folder / "qmix"), "--force",
             "--no-progress", *(f"{key}={value}" for key, value in settings.items())]
 
 
 def main() -> None:
     args = parse_args()
-    their_jax, our_jax = check_setup(args, SCRIPT), importlib.metadata.version("jax")
-    environment = child_environment(args)
-    print(f"JaxMARL QMIX ({args.jaxmarl / SCRIPT}, {checkout_commit(args.jaxmarl)}, written for {JAXMARL_COMMIT[:9]}; "
+    their_jax, our_jax = jaxmarl.check_setup(args, SCRIPT), importlib.metadata.version("jax")
+    environment = jaxmarl.child_environment(args)
+    print(f"JaxMARL QMIX ({args.jaxmarl / SCRIPT}, {jaxmarl.checkout_commit(args.jaxmarl)}, written for {jaxmarl.JAXMARL_COMMIT[:9]}; "
           f"+alg=ql_rnn_smax; jax {their_jax} in {args.jaxmarl_python}) against qmix's QMIX (jax {our_jax}), one "
           f"after the other; cores {sorted(os.sched_getaffinity(0))}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; "
           f"seed {args.seed}")
-    print("| map | budget | JaxMARL QMIX env steps/s | qmix QMIX env steps/s | ratio | JaxMARL greedy win | "
-          "qmix greedy win | JaxMARL wall s | qmix wall s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    jaxmarl.print_table_header("QMIX", "QMIX")
     for map_name in args.maps:
         p = plan(args.budget or BUDGETS.get(map_name, 1_000_000))
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = args.keep / map_name if args.keep else Path(tmp)
-            folder.mkdir(parents=True, exist_ok=True)
-            start = 2 * p["test_interval_env_steps"]  # every compilation behind
-            theirs = measure_theirs(args, "JaxMARL's qmix_rnn.py", their_command(args, map_name, p, folder), folder,
-                                    environment, start)
-            ours = measure_ours(our_command(args, map_name, p, folder), folder, environment, start)
-        print(f"| {map_name} | {p['budget']:,} | {theirs['rate']:,.0f} | {ours['rate']:,.0f} | "
-              f"{ours['rate'] / theirs['rate']:.2f} | {theirs['win']:.0%} | {ours['win']:.0%} | {theirs['wall']:.0f} | "
-              f"{ours['wall']:.0f} |", flush=True)
+        jaxmarl.compare_on_map(args, map_name, p, "JaxMARL's qmix_rnn.py", their_command, our_command, environment)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import os
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -134,6 +135,28 @@ def child_environment(args) -> dict:
     if args.cpus:
         os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.cpus])
     return {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+
+
+def print_table_header(theirs: str, ours: str) -> None:
+    print(f"| map | budget | JaxMARL {theirs} env steps/s | qmix {ours} env steps/s | ratio | JaxMARL greedy win | "
+          "qmix greedy win | JaxMARL wall s | qmix wall s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+
+def compare_on_map(args, map_name: str, plan: dict, their_name: str, their_command, our_command,
+                   environment: dict) -> None:
+    """Their run, then ours, on one map (in args.keep/<map>, else a temporary folder); print the table row.
+    `their_command` and `our_command` take (args, map_name, plan, folder)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = args.keep / map_name if args.keep else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        start = 2 * plan["test_interval_env_steps"]  # every compilation behind
+        theirs = measure_theirs(args, their_name, their_command(args, map_name, plan, folder), folder, environment,
+                                start)
+        ours = measure_ours(our_command(args, map_name, plan, folder), folder, environment, start)
+    print(f"| {map_name} | {plan['budget']:,} | {theirs['rate']:,.0f} | {ours['rate']:,.0f} | "
+          f"{ours['rate'] / theirs['rate']:.2f} | {theirs['win']:.0%} | {ours['win']:.0%} | {theirs['wall']:.0f} | "
+          f"{ours['wall']:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

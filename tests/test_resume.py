@@ -148,6 +148,34 @@ def test_a_stop_part_way_through_a_long_chunk_checkpoints_there_and_resumes_exac
     assert_same_run(run_dir, reference)
 
 
+def test_a_stop_part_way_never_checkpoints_what_the_nan_guard_has_not_seen(config, trainer, tmp_path, monkeypatch):
+    one_chunk = dataclasses.replace(config, test_interval_env_steps=600, checkpoint_interval_env_steps=600)
+    poisoned = new_trainer(one_chunk)  # its own: the one make_trainer shares must stay clean
+    poisoned.init_runs = trainer.init_runs
+    poisoned.evaluate_runs = trainer.evaluate_runs
+    clean_update = poisoned.algorithm._update
+
+    def update_with_nan_loss(state, batch):
+        new_state, metrics_ = clean_update(state, batch)
+        return new_state, {**metrics_, "loss": jnp.nan * metrics_["loss"]}
+
+    poisoned.algorithm._update = update_with_nan_loss
+    sent, train_chunk = [], poisoned.train_chunk
+
+    def signalled_once_learning_began(runners, *args):
+        if int(runners.updates[0]) > 0 and not sent:
+            sent.append(int(runners.env_steps[0]))
+            os.kill(os.getpid(), signal.SIGTERM)  # seen when this call returns, part-way through the chunk
+        return train_chunk(runners, *args)
+
+    monkeypatch.setattr(poisoned, "train_chunk", signalled_once_learning_began)
+    run_dir = tmp_path / "run"
+    with pytest.raises(NonFiniteError, match="non-finite loss") as stopped:
+        train(one_chunk, run_dir, trainer=poisoned, **QUIET)
+    assert sent and int(str(stopped.value).split("at env step ")[1].split()[0].replace(",", "")) < 600  # part-way
+    assert checkpoint_steps(run_dir) == []  # stopped by the guard, not checkpointed
+
+
 def test_unfinished_and_corrupt_checkpoints_are_skipped_and_the_run_still_ends_the_same(
     uninterrupted, config, trainer, tmp_path, capsys
 ):

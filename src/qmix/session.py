@@ -279,6 +279,8 @@ class Session:
         any), and say how to go on."""
         step = checkpoint_step(runners)
         if self.loop.checkpoint_step != step:
+            if chunk is not None:  # part-way: the NaN guard has not seen this part yet
+                self.stop_if_not_finite(runners, jax.device_get(chunk.totals))
             self.loop.chunk = chunk.to_dict() if chunk is not None else None
             self.checkpoint(runners)
         raise StopRequested(self.stop.requested, (

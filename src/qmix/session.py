@@ -24,6 +24,7 @@ from qmix.envs.base import episode_metrics
 from qmix.errors import ConfigError, NonFiniteError
 from qmix.files import write_atomic
 from qmix.learn.loop import RunnerState, Trainer, run_slice, seed_keys
+from qmix.learn.write_back import still_to_train
 from qmix.progress import TrainingProgress
 from qmix.results.metrics import MetricsLog
 from qmix.run_folder import (
@@ -73,8 +74,7 @@ class Chunk:
     totals: dict[str, Any]  # name -> [S] float32
 
     def unfinished(self, runners: RunnerState) -> bool:
-        env_steps, episodes = np.asarray(runners.env_steps), np.asarray(runners.episodes)
-        return bool(((env_steps < self.stop_env_steps) & (episodes < self.stop_episodes)).any())
+        return bool(np.asarray(still_to_train(runners, self.stop_env_steps, self.stop_episodes)).any())
 
     def to_dict(self) -> dict[str, list]:
         totals = jax.device_get(self.totals)

@@ -16,6 +16,7 @@ import numpy as np
 
 from qmix.episodes import SEED_AXIS, evaluation_metrics
 from qmix.learn.host_rollout import HostRollout
+from qmix.learn.write_back import still_to_train
 
 
 class HostLoop:
@@ -43,7 +44,7 @@ class HostLoop:
         collect, absorb, _ = self._compiled
         done = 0
         while done < max_iterations:
-            active = (np.asarray(runners.env_steps) < stop_env_steps) & (np.asarray(runners.episodes) < stop_episodes)
+            active = np.asarray(still_to_train(runners, stop_env_steps, stop_episodes))
             if not active.any():
                 break
             keys, policies = collect(runners)

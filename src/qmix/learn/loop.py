@@ -41,7 +41,7 @@ from qmix.episodes import (
 )
 from qmix.learn.rollout import run_episodes
 from qmix.learn.step_collection import run_steps, start_collector
-from qmix.learn.write_back import keep_if_inactive, store
+from qmix.learn.write_back import keep_if_inactive, still_to_train, store
 
 Totals = dict[str, jax.Array]  # sums over a chunk: "episodes", "updates", "train_<name>", "update_<name>"
 UNBOUNDED = 2**31 - 1  # max_iterations for a chunk that runs to its stop
@@ -101,10 +101,11 @@ class Trainer:
         state = jax.eval_shape(self.algorithm.init, jax.random.PRNGKey(0))
         return list(jax.eval_shape(self.algorithm.update, state, example, jax.random.PRNGKey(0))[1])
 
-    def zero_totals(self) -> Totals:
+    def fresh_totals(self, num_seeds: int) -> Totals:
+        """[S] zeros for every sum a chunk keeps."""
         names = ["episodes", *(f"train_{n}" for n in episode_metrics(self.env).names), "updates",
                  *(f"update_{n}" for n in self.metric_names)]
-        return {name: jnp.zeros((), jnp.float32) for name in names}
+        return {name: jnp.zeros((num_seeds,), jnp.float32) for name in names}
 
     @property
     def max_updates_per_iteration(self) -> int:
@@ -205,10 +206,6 @@ class Trainer:
         runner = runner.replace(update_credit=jnp.where(can_learn, credit - n_updates, 0.0))
         return self._learn(runner, n_updates, totals)
 
-    def fresh_totals(self, num_seeds: int) -> Totals:
-        """[S] zeros for every sum a chunk keeps."""
-        return {name: jnp.zeros((num_seeds,), jnp.float32) for name in self.zero_totals()}
-
     def train_chunk_unjitted(self, runners: RunnerState, totals: Totals, stop_env_steps: jax.Array,
                              stop_episodes: jax.Array, max_iterations: jax.Array
                              ) -> tuple[RunnerState, Totals, jax.Array]:
@@ -218,7 +215,7 @@ class Trainer:
         run. The loop is outside the seed vmap: see write_back.py."""
 
         def active(runners):  # [S] bool
-            return (runners.env_steps < stop_env_steps) & (runners.episodes < stop_episodes)
+            return still_to_train(runners, stop_env_steps, stop_episodes)
 
         iteration = self.step_iteration if self.rollout_steps else self.episode_iteration
 

@@ -32,3 +32,9 @@ def store(buffer, replay, items, active: jax.Array, capacity: int):
         current_index=jnp.where(active, added.current_index, replay.current_index),
         is_full=jnp.where(active, added.is_full, replay.is_full),
     )
+
+
+def still_to_train(runners, stop_env_steps, stop_episodes):
+    """[S] bool: the runs that have not reached their stop (in env steps or episodes) yet; for arrays on the
+    device (inside the compiled loop) or on the host alike."""
+    return (runners.env_steps < stop_env_steps) & (runners.episodes < stop_episodes)

@@ -4,6 +4,13 @@ A program compiled once, in this process, in a subprocess or in a Ray worker, is
 later test that builds it and by the next session: a second `make test` skips most compilation. The folder
 is pytest's cache folder (`.pytest_cache`, emptied by `pytest --cache-clear`); QMIX_COMPILE_CACHE set
 before the session wins (`off`: every session compiles everything, as on a fresh clone).
+
+The default set (not `-m slow`) compiles with XLA's cheapest CPU settings (LLVM at O0, no expensive passes):
+its programs run for milliseconds, while compiling them is most of the session. That changes the order of
+some floating-point operations, never what a program computes, and every check compares within the session
+or to a tolerance, except the golden runs: they pin bits, so they train in a subprocess compiled as users
+compile (test_golden.py). The slow set, whose runs are long, keeps XLA's defaults; so does
+QMIX_TEST_QUICK_XLA=0.
 """
 
 import os
@@ -21,7 +28,21 @@ def _session_folder(config: pytest.Config) -> Path:
     return Path.home() / ".cache" / "qmix" / "jax-tests"
 
 
+QUICK_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+USER_XLA_FLAGS = "QMIX_TEST_USER_XLA_FLAGS"  # XLA_FLAGS as the session found them, for the golden runs
+
+
+def _runs_only_quick_tests(config: pytest.Config) -> bool:
+    marks = (config.getoption("markexpr", "") or "").replace(" ", "")
+    return marks == "notslow" and os.environ.get("QMIX_TEST_QUICK_XLA", "1") != "0"
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # before any test module is imported: XLA reads XLA_FLAGS once, when JAX first starts its backend
+    if USER_XLA_FLAGS not in os.environ:
+        os.environ[USER_XLA_FLAGS] = os.environ.get("XLA_FLAGS", "")
+        if _runs_only_quick_tests(config):
+            os.environ["XLA_FLAGS"] = f"{os.environ[USER_XLA_FLAGS]} {QUICK_XLA_FLAGS}".strip()
     if ENV_VARIABLE not in os.environ:
         os.environ[ENV_VARIABLE] = str(_session_folder(config))  # subprocesses and Ray workers inherit it
     folder = enable_compile_cache()

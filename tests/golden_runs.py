@@ -71,11 +71,22 @@ def write_expected(name: str, run_dir: Path) -> None:
         (target / "parameters.json").write_text(json.dumps(parameters(folder), indent=1) + "\n")
 
 
-if __name__ == "__main__":
+def main(argv: list[str]) -> None:
+    """`golden_runs.py [NAME ...]` rewrites the expected outputs; `--into DIR [NAME ...]` only trains the runs
+    into DIR/NAME (test_golden.py compares them there)."""
     import tempfile
 
-    names = sys.argv[1:] or list(CASES)
+    if argv[:1] == ["--into"]:
+        into, names = Path(argv[1]), argv[2:] or list(CASES)
+        for name in names:
+            run_case(name, into / name)
+        return
+    names = argv or list(CASES)
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
             write_expected(name, run_case(name, Path(tmp) / name))
             print(f"wrote {GOLDEN / name}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -58,6 +58,31 @@ def play_random_episodes(names) -> dict:
 
 
 REGISTERED_MAPS = tuple(ENVIRONMENTS.names())  # every built-in environment, each a case of the test below
+# The scenarios of one adapter differ in data (unit counts and types, grid sizes, agents, sight). The default
+# set plays each adapter's first scenario and these, which each take a code path it does not; `-m slow` plays
+# every scenario (compiling SMAX's step is about 4 s a scenario, even unoptimised).
+SCENARIOS_WITH_THEIR_OWN_PATH = {
+    "1c3s5z": "three unit types, a colossus among them",
+    "5m_vs_6m": "more enemies than allies",
+    "smacv2_5_units": "unit types drawn per episode",
+    "protoss_5_vs_5": "SMACv2's start positions and a race's unit weights",
+    "zerg_10_vs_11": "drawn types for enemies beyond the allies' count",
+    "lbf-2s-8x8-2p-2f-coop": "partial sight",
+    "lbf-10x10-3p-3f": "food that one agent alone may eat",
+    "rware-small-4ag": "two rows of shelf blocks",
+}
+
+
+def contract_cases(names) -> list:
+    first_of_adapter, cases = set(), []
+    for name in names:
+        adapter = ENVIRONMENTS.entry(name).target
+        quick = adapter not in first_of_adapter or name in SCENARIOS_WITH_THEIR_OWN_PATH
+        first_of_adapter.add(adapter)
+        cases.append(pytest.param(name, id=name, marks=() if quick else pytest.mark.slow))
+    return cases
+
+
 # The cases this session runs (set by the fixture below): `-k 3m` plays and compiles 3m alone, not every map.
 selected_cases = {"maps": REGISTERED_MAPS}
 
@@ -92,7 +117,7 @@ def check_timesteps(env, ts, steps: int | None = None):
     assert all(v.shape == lead and v.dtype == jnp.float32 and np.all(np.isfinite(v)) for v in ts.info.values())
 
 
-@pytest.mark.parametrize("name", REGISTERED_MAPS)
+@pytest.mark.parametrize("name", contract_cases(REGISTERED_MAPS))
 def test_every_environment_keeps_its_shapes_flags_and_available_actions(name):
     # an environment outside the selected cases (docs/extending.md's example calls this directly) plays alone
     together = selected_cases["maps"]
@@ -119,7 +144,9 @@ def two_step_spec():
 
 @pytest.mark.parametrize("name", ALGORITHMS.names())
 def test_every_algorithm_acts_on_available_actions_and_makes_one_finite_update(name, two_step_spec):
-    config = build_config(preset="two_step", alg=name, batch_size=4, buffer_size_episodes=8)
+    # one compiled batch size (where the family packs batches): packing has its own tests (test_packing.py)
+    config = build_config(preset="two_step", alg=name, shared={"time_buckets": 1}, batch_size=4,
+                          buffer_size_episodes=8)
     trainer = make_trainer(config)
     algorithm = trainer.algorithm
     assert uses_replay(ALGORITHMS.entry(name)) == algorithm.uses_replay, "the registry's fact and the class disagree"

@@ -132,6 +132,8 @@ def test_every_environment_keeps_its_shapes_flags_and_available_actions(name):
     episode = jax.tree.map(lambda x: x[:length], steps)  # the steps up to and including the first end
     check_timesteps(env, episode, length)
     assert not np.any(episode.won & episode.truncated), "a win ends the episode, it is not cut by the time limit"
+    if EnvSpec.of(env).fills_the_limit:
+        assert length == env.episode_limit, "an environment whose episodes fill the limit ended one early"
 
 
 ENVIRONMENT_CONTRACT = test_every_environment_keeps_its_shapes_flags_and_available_actions.__name__

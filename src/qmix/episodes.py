@@ -23,10 +23,12 @@ class EnvSpec:
     obs_dim: int
     state_dim: int
     episode_limit: int
+    fills_the_limit: bool = False  # every episode lasts exactly episode_limit steps
 
     @classmethod
     def of(cls, env) -> EnvSpec:
-        return cls(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit)
+        return cls(env.n_agents, env.n_actions, env.obs_dim, env.state_dim, env.episode_limit,
+                   bool(getattr(env, "fills_the_limit", False)))
 
 
 @struct.dataclass

@@ -106,7 +106,8 @@ class Environment(Protocol):
     state_dim: int
     episode_limit: int  # the most steps an episode can take; the time limit truncates there
     # Optional (episode_metrics() gives the defaults): has_win: bool; measures: tuple[Measure, ...];
-    # headline_metric: str.
+    # headline_metric: str. And fills_the_limit: bool (default False): no episode ends before
+    # episode_limit, so a batch of them has no padding to pack away (the contract test checks it).
 
     def reset(self, key: jax.Array) -> tuple[EnvState, TimeStep]: ...
 

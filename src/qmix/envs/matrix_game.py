@@ -31,6 +31,7 @@ class MatrixGame:
     obs_dim = 1  # a constant: there is one situation
     state_dim = 1
     episode_limit = 1
+    fills_the_limit = True
 
     def _timestep(self, reward, terminated) -> TimeStep:
         return TimeStep(

@@ -56,6 +56,7 @@ class SimpleSpreadEnv(EqualByIdentity):
 
     name = "simple_spread"
     has_win = False  # there is nothing to win: runs are summarised by their return
+    fills_the_limit = True  # only the time limit ends an episode
     measures = MEASURES
     headline_metric = "return"
     n_actions = N_ACTIONS

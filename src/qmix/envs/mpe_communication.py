@@ -38,6 +38,7 @@ class CommunicationTask(EqualByIdentity):
     the landmarks; c [2, words]: what each agent last said; goal; step)."""
 
     has_win = False
+    fills_the_limit = True  # only the time limit ends an episode
     measures = MEASURES
     headline_metric = "return"
     n_agents = 2

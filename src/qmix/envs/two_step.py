@@ -31,6 +31,7 @@ class TwoStepGame:
     obs_dim = 3  # one-hot of the state; both agents see it
     state_dim = 3
     episode_limit = 2
+    fills_the_limit = True  # every episode is both steps
 
     def _timestep(self, cell, reward, terminated) -> TimeStep:
         onehot = jax.nn.one_hot(cell, 3)

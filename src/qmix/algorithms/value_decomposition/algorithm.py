@@ -177,7 +177,9 @@ class ValueDecomposition(EpsilonGreedyAgents):
         seeds (`axis_name`), the seeds agree on one count so the choice stays a real branch rather than
         all of them.
         """
-        counts = row_counts(batch.filled.shape[0], self.settings.time_buckets)
+        episodes = batch.filled.shape[0]
+        # episodes that always fill the limit leave no padding to pack away: one row each, one variant
+        counts = [episodes] if self.spec.fills_the_limit else row_counts(episodes, self.settings.time_buckets)
         fits = rows_that_fit(batch.filled.sum(axis=1, dtype=jnp.int32), counts, self.spec.episode_limit + 1)
         index = jnp.argmax(fits)  # the fewest rows that fit (the last count, one row per episode, always does)
         if axis_name is not None:

@@ -7,10 +7,10 @@ before the session wins (`off`: every session compiles everything, as on a fresh
 
 The default set (not `-m slow`) compiles with XLA's cheapest CPU settings (LLVM at O0, no expensive passes):
 its programs run for milliseconds, while compiling them is most of the session. That changes the order of
-some floating-point operations, never what a program computes, and every check compares within the session
-or to a tolerance, except the golden runs: they pin bits, so they train in a subprocess compiled as users
-compile (test_golden.py). The slow set, whose runs are long, keeps XLA's defaults; so does
-QMIX_TEST_QUICK_XLA=0.
+some floating-point operations, never what a program computes: checks compare within the session or to a
+tolerance, and the golden runs, which pin bits, are pinned as compiled so (test_golden.py trains them in a
+subprocess that compiles so when the session does not). The slow set, whose runs are long, keeps XLA's
+defaults; so does QMIX_TEST_QUICK_XLA=0.
 """
 
 import os
@@ -29,7 +29,6 @@ def _session_folder(config: pytest.Config) -> Path:
 
 
 QUICK_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-USER_XLA_FLAGS = "QMIX_TEST_USER_XLA_FLAGS"  # XLA_FLAGS as the session found them, for the golden runs
 
 
 def _runs_only_quick_tests(config: pytest.Config) -> bool:
@@ -39,10 +38,8 @@ def _runs_only_quick_tests(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     # before any test module is imported: XLA reads XLA_FLAGS once, when JAX first starts its backend
-    if USER_XLA_FLAGS not in os.environ:
-        os.environ[USER_XLA_FLAGS] = os.environ.get("XLA_FLAGS", "")
-        if _runs_only_quick_tests(config):
-            os.environ["XLA_FLAGS"] = f"{os.environ[USER_XLA_FLAGS]} {QUICK_XLA_FLAGS}".strip()
+    if _runs_only_quick_tests(config):
+        os.environ["XLA_FLAGS"] = QUICK_XLA_FLAGS
     if ENV_VARIABLE not in os.environ:
         os.environ[ENV_VARIABLE] = str(_session_folder(config))  # subprocesses and Ray workers inherit it
     folder = enable_compile_cache()

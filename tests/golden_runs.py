@@ -1,19 +1,27 @@
 """The golden runs: tiny trainings whose logs and final parameters are pinned in tests/golden/.
 
 `python tests/golden_runs.py` rewrites the expected outputs; only do that for a change that is meant to
-change results, and say so. test_golden.py trains the same runs and compares.
+change results, and say so. test_golden.py trains the same runs and compares. They are pinned as the
+default test set compiles (conftest.QUICK_XLA_FLAGS: XLA's cheapest CPU settings), so that the test trains
+them beside the other tests; compiled at XLA's defaults, the same runs agree to float rounding.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 from flax import serialization
 from jax.tree_util import keystr, tree_flatten_with_path
+
+if __name__ == "__main__":  # before JAX starts: XLA reads its flags once
+    from conftest import QUICK_XLA_FLAGS
+
+    os.environ["XLA_FLAGS"] = QUICK_XLA_FLAGS
 
 GOLDEN = Path(__file__).parent / "golden"
 WALL_CLOCK = ("wall_seconds", "env_steps_per_second")  # the only fields that differ between two runs

@@ -1,8 +1,7 @@
 """Tiny runs whose logs (wall clock aside) and final parameters must not change: see golden_runs.py.
 
-The runs train in one subprocess compiled with XLA's settings as the session found them: the default test
-set compiles everything else with the cheapest settings (conftest.py), which may order floating-point sums
-differently, and these runs pin bits.
+They are pinned as compiled with conftest.QUICK_XLA_FLAGS: trained here when the session compiles so (the
+default set), else in a subprocess that does (another order of floating-point sums would change bits).
 """
 
 import json
@@ -13,16 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from conftest import USER_XLA_FLAGS
-from golden_runs import CASES, GOLDEN, parameters, records, seed_dirs
+from conftest import QUICK_XLA_FLAGS
+from golden_runs import CASES, GOLDEN, parameters, records, run_case, seed_dirs
 
 
 @pytest.fixture(scope="module")
 def golden_runs_trained(tmp_path_factory) -> Path:
     into = tmp_path_factory.mktemp("golden")
-    environ = dict(os.environ, XLA_FLAGS=os.environ.get(USER_XLA_FLAGS, os.environ.get("XLA_FLAGS", "")))
+    if os.environ.get("XLA_FLAGS", "") == QUICK_XLA_FLAGS:
+        for name in CASES:
+            run_case(name, into / name)
+        return into
     done = subprocess.run([sys.executable, str(Path(__file__).parent / "golden_runs.py"), "--into", str(into)],
-                          env=environ, capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return into
 

@@ -309,6 +309,7 @@ def wait_for_first_checkpoint(process, run_dir, seconds=300):
         time.sleep(0.05)
 
 
+@pytest.mark.slow  # a process of its own, compiled again; the default set resumes killed runs in-process
 def test_a_run_killed_with_sigkill_resumes_to_the_uninterrupted_result(uninterrupted, trainer, tmp_path):
     run_dir = tmp_path / "run"
     # The killed process loads the programs compiled here from the session's compilation cache (conftest.py)

@@ -174,6 +174,7 @@ def _metrics(run_dir):
     return [{k: v for k, v in row.items() if k not in ("wall_seconds", "env_steps_per_second")} for row in rows]
 
 
+@pytest.mark.slow  # two loops compiled for one comparison; the host loop serves real StarCraft II only
 def test_host_loop_trains_exactly_like_the_compiled_loop(tmp_path, monkeypatch):
     """Same task, keys and settings: the host-side loop (as used for real StarCraft II) and the compiled
     loop log the same metrics and end with the same parameters."""

@@ -18,10 +18,14 @@ from qmix.run_folder import parameter_file, seed_folders
 def random_episodes(trainer, key, n_episodes=8):
     """Whole episodes of the two-step game played at random: a batch for the learner."""
     algorithm = trainer.algorithm
-    params = algorithm.init(jax.random.PRNGKey(1)).params
-    policy = algorithm.greedy(params.agent).replace(epsilon=1.0)  # every action at random
-    episodes, _ = run_episodes(algorithm, trainer.env, policy, key, n_episodes)
-    return episodes
+
+    @jax.jit  # one program, not an op-by-op compile of the rollout
+    def play(key):
+        params = algorithm.init(jax.random.PRNGKey(1)).params
+        policy = algorithm.greedy(params.agent).replace(epsilon=1.0)  # every action at random
+        return run_episodes(algorithm, trainer.env, policy, key, n_episodes)[0]
+
+    return play(key)
 
 
 def test_the_average_moves_a_quarter_of_the_way_to_the_online_network_after_each_update():
@@ -29,8 +33,9 @@ def test_the_average_moves_a_quarter_of_the_way_to_the_online_network_after_each
     learner = trainer.algorithm
     state = learner.init(jax.random.PRNGKey(0))
     online = [state.params.agent]
+    update = jax.jit(learner.update)
     for i in range(2):
-        state, _, _ = learner.update(state, random_episodes(trainer, jax.random.PRNGKey(10 + i)), jax.random.PRNGKey(i))
+        state, _, _ = update(state, random_episodes(trainer, jax.random.PRNGKey(10 + i)), jax.random.PRNGKey(i))
         online.append(state.params.agent)
     # By hand: a1 = 0.75 p0 + 0.25 p1; a2 = 0.75 a1 + 0.25 p2 = 0.5625 p0 + 0.1875 p1 + 0.25 p2
     expected = jax.tree.map(lambda p0, p1, p2: 0.5625 * p0 + 0.1875 * p1 + 0.25 * p2, *online)

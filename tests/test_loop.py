@@ -101,15 +101,20 @@ def test_an_on_policy_algorithm_learns_from_each_iterations_episodes(tmp_path, c
     assert records[-1]["test_return"] == 7.0  # action 0 twice: the top-left cell of state 2A
 
 
-def test_a_process_shares_a_trainer_between_identical_settings_only(monkeypatch):
+def test_a_process_shares_a_trainer_between_settings_of_the_same_programs_only(monkeypatch):
     import qmix.build
     from qmix.build import KEPT_TRAINERS, make_trainer
 
     first = make_trainer(build_config(preset="two_step"))
     assert make_trainer(build_config(preset="two_step")) is first  # traced and compiled once per process
-    assert make_trainer(build_config(preset="two_step", seed=1)) is not first  # any setting differs: its own
+    session_only = dict(seed=1, num_seeds=3, env_steps=50, test_interval_env_steps=7, test_interval_episodes=3,
+                        final_evaluation_episodes=2, checkpoint_interval_env_steps=9, keep_checkpoints=5,
+                        save_replay=True, tag="x")
+    assert make_trainer(build_config(preset="two_step", **session_only)) is first
+    for change in ({"batch_size": 16}, {"test_episodes": 2}, {"num_envs": 2}, {"lr": 0.1}, {"map": "matrix_game"}):
+        assert make_trainer(build_config(preset="two_step", **change)) is not first, change  # its own programs
     for k in range(KEPT_TRAINERS):  # the last few are kept, the oldest dropped
-        make_trainer(build_config(preset="two_step", seed=10 + k))
+        make_trainer(build_config(preset="two_step", batch_size=10 + k))
     assert make_trainer(build_config(preset="two_step")) is not first
 
     class HostSide(qmix.build.Trainer):  # games stepped from Python (real StarCraft II) close with their run
@@ -118,5 +123,5 @@ def test_a_process_shares_a_trainer_between_identical_settings_only(monkeypatch)
             self.host_side = True
 
     monkeypatch.setattr(qmix.build, "Trainer", HostSide)
-    config = build_config(preset="two_step", seed=99)
+    config = build_config(preset="two_step", batch_size=3)  # programs no trainer here has
     assert make_trainer(config) is not make_trainer(config)

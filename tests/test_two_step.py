@@ -33,6 +33,7 @@ def vdn_results():
     return run_two_step("vdn", seed=0, num_seeds=5)
 
 
+@pytest.mark.slow  # learning tests: 5 seeds x 5,000 episodes each
 def test_qmix_learns_the_optimal_policy_and_the_paper_values(qmix_results):
     optimal = [r for r in qmix_results if r.greedy_return == 8.0]
     assert len(optimal) >= 4, [r.greedy_return for r in qmix_results]
@@ -41,5 +42,6 @@ def test_qmix_learns_the_optimal_policy_and_the_paper_values(qmix_results):
         assert error <= 0.3, f"seed {r.seed}: a Q_tot cell is {error:.2f} from the paper's\n{r.q_tot}"
 
 
+@pytest.mark.slow
 def test_vdn_settles_for_seven(vdn_results):
     assert [r.greedy_return for r in vdn_results] == [7.0] * 5

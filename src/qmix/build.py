@@ -7,6 +7,7 @@ import json
 from collections import OrderedDict
 
 from qmix.algorithms import make_algorithm
+from qmix.config import SESSION_ONLY_SETTINGS
 from qmix.envs import make_env
 from qmix.episodes import EnvSpec
 from qmix.learn.loop import Trainer
@@ -15,16 +16,17 @@ KEPT_TRAINERS = 4  # the trainers a process keeps, newest used first
 
 # A trainer's programs are traced and compiled on first use and kept on it, so the commands one process
 # runs on one config (`qmix train` and its final evaluation; evaluate, then render; a notebook calling
-# `qmix.load_policy` again) reuse them instead of tracing the same programs again. Keyed by every
-# setting: a trainer is only shared between identical configs.
+# `qmix.load_policy` again) reuse them instead of tracing the same programs again; so do runs that differ only
+# in settings no compiled program reads (other seeds, budgets, test and checkpoint schedules).
 _kept: OrderedDict[str, Trainer] = OrderedDict()
 
 
 def make_trainer(config) -> Trainer:
-    """The trainer for `config`: one of the last few built in this process for the same settings, else a new
-    one. Host-side environments (real StarCraft II games, closed when a run ends) are never shared. A caller
+    """The trainer for `config`: one of the last few built in this process for the same compiled programs
+    (the same settings, SESSION_ONLY_SETTINGS aside), else a new one: its `config` is the first such run's. Host-side environments (real StarCraft II games, closed when a run ends) are never shared. A caller
     that changes its trainer (replaces a method, say) takes `new_trainer` instead, which shares nothing."""
-    key = json.dumps(config.to_dict(), sort_keys=True, default=str)
+    programs = {k: v for k, v in config.to_dict().items() if k not in SESSION_ONLY_SETTINGS}
+    key = json.dumps(programs, sort_keys=True, default=str)
     if key in _kept:
         _kept.move_to_end(key)
         return _kept[key]

@@ -27,6 +27,14 @@ INT32_MAX = 2**31 - 1  # the compiled loop counts env steps and episodes in int3
 SEED_LIMIT = 2**32  # PRNG keys take 32-bit seeds
 
 
+# The run's settings that only the host-side session reads (when to stop, test and checkpoint; which seeds and
+# how many side by side, since seeds are inputs of the compiled programs): no compiled program depends on
+# them, so runs that differ in these alone share one trainer (build.make_trainer).
+SESSION_ONLY_SETTINGS = ("seed", "num_seeds", "env_steps", "test_interval_env_steps", "test_interval_episodes",
+                         "final_evaluation_episodes", "checkpoint_interval_env_steps", "keep_checkpoints",
+                         "save_replay", "tag")
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """What to train on, and how the loop collects, stores, tests and checkpoints."""

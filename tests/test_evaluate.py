@@ -154,8 +154,12 @@ def test_render_refuses_what_it_cannot_draw_in_one_line(tmp_path, two_step_confi
 
 
 def test_the_newest_checkpoint_can_be_evaluated_and_equals_the_final_parameters_at_the_end(tmp_path):
+    from qmix.build import make_trainer
     from qmix.run import train
 
+    # a trainer of the same programs, kept from another run with other seeds and schedules: what is read
+    # from this run's folder must follow this run's settings, never the kept trainer's (build.make_trainer)
+    make_trainer(build_config(preset="two_step", seed=7))
     config = build_config(preset="two_step", num_seeds=2, env_steps=400, checkpoint_interval_env_steps=200,
                           test_interval_episodes=100)
     train(config, tmp_path / "run", progress=False, tensorboard=False)  # checkpoints at 200 and 400 (the end)

@@ -131,7 +131,7 @@ def evaluate_run(
         )
     folders = seed_folders(run_dir, config)
     # every file is read before anything is compiled
-    policies, source = saved_policies(run_dir, trainer, which, from_checkpoint, checkpoint_step)
+    policies, source = saved_policies(run_dir, trainer, config, which, from_checkpoint, checkpoint_step)
     if averaged:
         source += " averaged"
 

@@ -22,6 +22,7 @@ from flax import serialization
 
 from qmix.build import make_trainer
 from qmix.checkpoint import CheckpointStore
+from qmix.config import Config
 from qmix.errors import ConfigError
 from qmix.learn.loop import Trainer, run_slice, seed_keys
 from qmix.run_folder import (
@@ -48,9 +49,10 @@ def check_saved_name(trainer: Trainer, which: str, run_dir: Path) -> None:
                           f"{', '.join(names)}; ask for one of those")
 
 
-def load_final(folder: Path, trainer: Trainer, run_dir: Path, which: str = MAIN) -> Any:
-    """The tree `which` that `qmix train` wrote in `folder` (of `run_dir`) at the end, verified against the
-    run's parameter manifest, or a one-line ConfigError why not."""
+def load_final(folder: Path, trainer: Trainer, config: Config, run_dir: Path, which: str = MAIN) -> Any:
+    """The tree `which` that `qmix train` wrote in `folder` (of `run_dir`, whose config is `config`) at the
+    end, verified against the run's parameter manifest, or a one-line ConfigError why not. (The trainer's own
+    config may be another run's of the same programs: build.make_trainer.)"""
     check_saved_name(trainer, which, run_dir)
     path = folder / parameter_file(which)
     if not path.is_file() and any((f / KEPT_FILE).is_file() for f in (path.parent, path.parent.parent)):
@@ -61,7 +63,7 @@ def load_final(folder: Path, trainer: Trainer, run_dir: Path, which: str = MAIN)
             f"no final parameters in '{path.parent}' ({path.name} is written when training ends); "
             f"finish the run with `qmix train --resume {run_dir}`, or evaluate its newest checkpoint with --checkpoint"
         )
-    binding = parameter_binding(trainer.config, trainer.env)
+    binding = parameter_binding(config, trainer.env)
     return decode(path, saved_templates(trainer)[which], verified_parameter_bytes(path, binding))
 
 
@@ -80,10 +82,10 @@ def decode(path: Path, template: Any, data: bytes | None = None) -> Any:
     return tree
 
 
-def checkpoint_state(run_dir: Path, trainer: Trainer, at_most: int | None = None) -> tuple[Any, int]:
+def checkpoint_state(run_dir: Path, trainer: Trainer, config: Config, at_most: int | None = None
+                     ) -> tuple[Any, int]:
     """(the algorithm's state of every run, [S, ...] per leaf; its env step) from the newest complete
     checkpoint, or the newest at or before env step `at_most` (read only: the run may be training)."""
-    config = trainer.config
     store = CheckpointStore(run_dir, config.keep_checkpoints, create=False, read_only=True)
     try:
         restored = store.restore_latest(
@@ -99,24 +101,24 @@ def checkpoint_state(run_dir: Path, trainer: Trainer, at_most: int | None = None
     return restored.runners.alg, restored.step
 
 
-def checkpoint_saved(run_dir: Path, trainer: Trainer, which: str = MAIN, at_most: int | None = None
-                     ) -> tuple[list[Any], int]:
+def checkpoint_saved(run_dir: Path, trainer: Trainer, config: Config, which: str = MAIN,
+                     at_most: int | None = None) -> tuple[list[Any], int]:
     """Each run's tree `which`, as `saved_parameters` would write it, from a checkpoint; and its env step."""
     check_saved_name(trainer, which, run_dir)
-    state, step = checkpoint_state(run_dir, trainer, at_most)
+    state, step = checkpoint_state(run_dir, trainer, config, at_most)
     algorithm = trainer.algorithm
-    return [algorithm.saved_parameters(run_slice(state, k))[which] for k in range(trainer.config.num_seeds)], step
+    return [algorithm.saved_parameters(run_slice(state, k))[which] for k in range(config.num_seeds)], step
 
 
-def saved_policies(run_dir: Path, trainer: Trainer, which: str = MAIN, checkpoint: bool = False,
+def saved_policies(run_dir: Path, trainer: Trainer, config: Config, which: str = MAIN, checkpoint: bool = False,
                    checkpoint_step: int | None = None) -> tuple[list[Any], str]:
     """Every run's greedy policy from its final tree `which` (or a checkpoint's), and where it came from:
     "final" or "checkpoint <env step>". Reads every file before anything is compiled."""
     if checkpoint or checkpoint_step is not None:
-        trees, step = checkpoint_saved(run_dir, trainer, which, at_most=checkpoint_step)
+        trees, step = checkpoint_saved(run_dir, trainer, config, which, at_most=checkpoint_step)
         source = f"checkpoint {step}"
     else:
-        trees = [load_final(folder, trainer, run_dir, which) for folder in seed_folders(run_dir, trainer.config)]
+        trees = [load_final(folder, trainer, config, run_dir, which) for folder in seed_folders(run_dir, config)]
         source = "final"
     return [trainer.algorithm.policy_from_saved(which, tree) for tree in trees], source
 
@@ -167,5 +169,5 @@ def load_policy(run_dir: str | Path, seed: int | None = None, which: str = MAIN,
     if seed not in seeds:
         raise ConfigError(f"'{run_dir}' trained seeds {', '.join(map(str, seeds))}; seed {seed} is not one of them")
     trainer = make_trainer(config)
-    policies, source = saved_policies(run_dir, trainer, which, checkpoint_step=checkpoint_step)
+    policies, source = saved_policies(run_dir, trainer, config, which, checkpoint_step=checkpoint_step)
     return LoadedPolicy(trainer, policies[seeds.index(seed)], source)

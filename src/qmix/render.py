@@ -87,7 +87,7 @@ def render_run(run_dir: Path, out: Path | None = None, seed: int = 0, run: int =
     if not out.parent.is_dir():
         raise ConfigError(f"the folder of --out '{out}' does not exist")
     trainer = make_trainer(config)
-    policy = trainer.algorithm.policy_from_saved(MAIN, load_final(folders[run], trainer, run_dir))
+    policy = trainer.algorithm.policy_from_saved(MAIN, load_final(folders[run], trainer, config, run_dir))
     records, won, episode_return = _play_greedy_episode(trainer, policy, jax.random.PRNGKey(seed))
     frames = _world_step_frames(trainer.env.smax, records)
     outcome = "won" if won else "not won"

@@ -18,11 +18,6 @@ import numpy as np
 from flax import serialization
 from jax.tree_util import keystr, tree_flatten_with_path
 
-if __name__ == "__main__":  # before JAX starts: XLA reads its flags once
-    from conftest import QUICK_XLA_FLAGS
-
-    os.environ["XLA_FLAGS"] = QUICK_XLA_FLAGS
-
 GOLDEN = Path(__file__).parent / "golden"
 WALL_CLOCK = ("wall_seconds", "env_steps_per_second")  # the only fields that differ between two runs
 TINY_SMAX = dict(
@@ -83,6 +78,10 @@ def main(argv: list[str]) -> None:
     """`golden_runs.py [NAME ...]` rewrites the expected outputs; `--into DIR [NAME ...]` only trains the runs
     into DIR/NAME (test_golden.py compares them there)."""
     import tempfile
+
+    from conftest import QUICK_XLA_FLAGS
+
+    os.environ["XLA_FLAGS"] = QUICK_XLA_FLAGS  # before JAX starts its backend: XLA reads its flags once
 
     if argv[:1] == ["--into"]:
         into, names = Path(argv[1]), argv[2:] or list(CASES)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import QUICK_COMPILE
 from qmix.algorithms import ALGORITHMS
 from qmix.algorithms.base import has_joint_action_values, uses_replay
 from qmix.algorithms.value_decomposition.settings import settings_with_mixer
@@ -21,10 +22,6 @@ from qmix.learn.step_collection import run_steps, start_collector
 from qmix.nets.agent import AGENTS
 from qmix.nets.mixers import MIXERS, MixerInput, mixer_outputs
 from qmix.step_rollouts import StepRollout
-
-# XLA's cheapest CPU compile: compiling SMAX's step is almost all of an environment's contract test, and a
-# random episode runs in milliseconds even unoptimised.
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def random_episode(env, key):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from command_line import qmix_cli
+from conftest import QUICK_COMPILE
 from qmix.envs.heuristic import run_heuristic_episodes
 from qmix.envs.smax import SMAC_MAX_RETURN, UNIT_TYPE_INDEX, UNIT_TYPES, SmaxEnv, smac_reward_scale
 from qmix.envs.smax_draws import EDGE_MARGIN, SPAWN_NOISE, Smacv2Positions, TeamDraw
@@ -20,7 +21,6 @@ from qmix.envs.smax_maps import DRAWN_MAPS, get_map, race_weights
 
 MAP_SIZE = 32.0
 EPS = 1e-3
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def run_quick(function, *args):

@@ -23,8 +23,9 @@ _kept: OrderedDict[str, Trainer] = OrderedDict()
 
 def make_trainer(config) -> Trainer:
     """The trainer for `config`: one of the last few built in this process for the same compiled programs
-    (the same settings, SESSION_ONLY_SETTINGS aside), else a new one: its `config` is the first such run's. Host-side environments (real StarCraft II games, closed when a run ends) are never shared. A caller
-    that changes its trainer (replaces a method, say) takes `new_trainer` instead, which shares nothing."""
+    (the same settings, SESSION_ONLY_SETTINGS aside), else a new one: its `config` is the first such run's.
+    Host-side environments (real StarCraft II games, closed when a run ends) are never shared. A caller that
+    changes its trainer (replaces a method, say) takes `new_trainer` instead, which shares nothing."""
     programs = {k: v for k, v in config.to_dict().items() if k not in SESSION_ONLY_SETTINGS}
     key = json.dumps(programs, sort_keys=True, default=str)
     if key in _kept:

@@ -249,3 +249,13 @@ def test_the_report_tables_the_greedy_evaluations_of_each_pair_with_a_t_interval
     assert "| 1c3s5z | qmix_ns | 2 of 3 | 512 | 85.0 ± 63.5 | 80.0, 90.0 |" in lines
     assert "| 3m | qmix | 3 of 3 | 512 | 50.0 ± 0.0 | 50.0, 50.0, 50.0 |" in lines
     assert evaluation_section([]) == []
+
+
+def test_a_kept_metrics_line_holds_the_counters_and_the_test_metrics_to_float32_precision():
+    from qmix.sweep.keep import thin_metrics
+
+    line = {"env_steps": 1000, "episodes": 40, "wall_seconds": 12.345678912, "loss": 0.5,
+            "test_return": 2.8993983268737793, "test_win_rate": 0.0, "test_length": 44.4375}
+    assert json.loads(thin_metrics(json.dumps(line) + "\n")) == {
+        "env_steps": 1000, "episodes": 40, "wall_seconds": 12.345678912,
+        "test_return": 2.899398, "test_win_rate": 0.0, "test_length": 44.4375}

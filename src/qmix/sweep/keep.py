@@ -60,9 +60,17 @@ def _copy_matching(source: Path, dest: Path, patterns: tuple[str, ...]) -> None:
                 shutil.copy2(path, dest / path.name)
 
 
+KEPT_DIGITS = 7  # significant digits of a kept test metric: float32's, which the loop computed it in
+
+
+def _kept_value(value):
+    return float(f"{value:.{KEPT_DIGITS}g}") if isinstance(value, float) else value
+
+
 def thin_metrics(text: str) -> str:
-    """The metrics lines with only KEPT_METRICS and the test metrics (lines that do not parse are dropped)."""
-    kept = [json.dumps({key: value for key, value in record.items()
+    """The metrics lines with only KEPT_METRICS and the test metrics, these to float32's precision (their
+    float64 text carries ten more digits of nothing); lines that do not parse are dropped."""
+    kept = [json.dumps({key: value if key in KEPT_METRICS else _kept_value(value) for key, value in record.items()
                         if key in KEPT_METRICS or key.startswith(KEPT_PREFIX)}) for record in parse_jsonl(text).records]
     return "".join(line + "\n" for line in kept)
 

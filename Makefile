@@ -18,12 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 train: $(STAMP)
 	$(BIN)/qmix train $(ARGS)
 
-# The default set runs in TEST_WORKERS processes (pytest-xdist, a file per process at a time, sharing one
-# compilation cache); TEST_WORKERS=0: one process.
+# The default set runs in TEST_WORKERS processes (pytest-xdist: a file, or files sharing programs, per process at
+# a time, heaviest first: tests/conftest.py; one compilation cache); TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(ARGS)
 
 # The long learning tests, Ray clusters and signals: one process, so nothing else competes with their timing.
 test-slow: $(STAMP)

@@ -56,3 +56,52 @@ def pytest_configure(config: pytest.Config) -> None:
 def compile_cache_folder() -> Path | None:
     """The session's compilation cache folder; None when QMIX_COMPILE_CACHE turned it off."""
     return enable_compile_cache()
+
+
+# How `make test` shares its two processes (pytest-xdist, `--dist loadfile` without its reordering): every test
+# belongs to a unit, a whole file or the files of one group below; a process takes the next unit, in collection
+# order, when it is nearly done with its own.
+# Files that build the same programs form one unit: the first to build a trainer (the golden runs' tiny 3m
+# one, the two-step preset's) traces and compiles it, the others take it from make_trainer instead of tracing
+# it again in another process.
+SAME_PROGRAMS = {
+    "test_golden.py": "tiny_3m", "test_train.py": "tiny_3m", "test_resume.py": "tiny_3m",
+    "test_evaluate.py": "two_step_preset", "test_robustness.py": "two_step_preset", "test_cli.py": "two_step_preset",
+    "test_policy_average.py": "two_step_preset", "test_metrics.py": "two_step_preset",
+}
+# The units are handed out heaviest first (the longest processing time first: the processes then finish
+# together), as measured on a fresh clone (docs/benchmarks.md's "Test suite"); files not listed, the light
+# ones, follow by name.
+HEAVIEST_FIRST = (
+    "tiny_3m", "test_contracts.py", "two_step_preset", "test_extending.py", "test_pqn.py", "test_packing.py",
+    "test_smax.py", "test_mixers.py", "test_lbf.py", "test_coma.py", "test_smax_drawn.py", "test_rware.py",
+    "test_sweep.py", "test_weighted_qmix.py", "test_independent_ppo.py", "test_targets.py", "test_sc2_backend.py",
+    "test_mpe.py", "test_qplex.py",
+)
+
+
+def _unit(file_name: str) -> str:
+    return SAME_PROGRAMS.get(file_name, file_name)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> tuple:
+        unit = _unit(item.path.name)
+        heavy = HEAVIEST_FIRST.index(unit) if unit in HEAVIEST_FIRST else len(HEAVIEST_FIRST)
+        return heavy, unit, list(SAME_PROGRAMS).index(item.path.name) if unit != item.path.name else 0
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`--dist loadfile`, with the files of one SAME_PROGRAMS group as one unit."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class UnitScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            file_path = super()._split_scope(nodeid)
+            return _unit(Path(file_path).name) if Path(file_path).name in SAME_PROGRAMS else file_path
+
+    return UnitScheduling(config, log)

@@ -60,8 +60,8 @@ REGISTERED_MAPS = tuple(ENVIRONMENTS.names())  # every built-in environment, eac
 # every scenario (compiling SMAX's step is about 4 s a scenario, even unoptimised).
 SCENARIOS_WITH_THEIR_OWN_PATH = {
     "smacv2_5_units": "unit types drawn per episode (a colossus among SMAX's six)",
-    "protoss_5_vs_5": "SMACv2's start positions and a race's unit weights",
-    "zerg_10_vs_11": "more enemies than allies, drawn types for those beyond the allies' count",
+    "zerg_10_vs_11": "SMACv2's start positions, a race's unit weights, and more enemies than allies (drawn "
+                     "types for those beyond the allies' count)",
     "lbf-2s-8x8-2p-2f-coop": "partial sight",
     "lbf-10x10-3p-3f": "food that one agent alone may eat",
     "rware-small-4ag": "two rows of shelf blocks",

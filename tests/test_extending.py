@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import yaml
 from flax import struct
 
 from command_line import evaluates_and_plots_its_return, qmix_cli
@@ -168,20 +169,24 @@ TINY_CLI = ("--no-progress", "--env-steps", "300", "num_envs=2", "test_interval_
             "final_evaluation_episodes=4", "agent_hidden_dim=8")
 
 
-def train_ippo(capsys, run, map_name: str):
-    code, out, err = qmix_cli(capsys, "train", "--alg", "ippo", "--map", map_name, "--out", str(run), *TINY_CLI,
-                              "critic_hidden_dim=8", "epochs=2", "minibatches=2")
+def train_ippo(capsys, run, map_name: str, *settings: str):
+    code, out, err = qmix_cli(capsys, "train", "--alg", "ippo", "--map", map_name, "--out", str(run), *settings)
     assert code == 0, err
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    # on-policy: one update per iteration of 2 episodes, each of epochs x minibatches = 4 gradient steps
-    assert records[-1]["updates"] == 4 * records[-1]["episodes"] // 2
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    # on-policy: one update per iteration (an episode in each environment), of epochs x minibatches steps
+    steps_per_update = config["epochs"] * config["minibatches"]
+    assert records[-1]["updates"] == steps_per_update * records[-1]["episodes"] // config["num_envs"]
     assert {"policy_loss", "value_loss", "entropy", "clip_fraction", "test_return"} <= set(records[-1])
     return out
 
 
 def test_an_on_policy_family_trains_evaluates_and_plots_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "ippo"
-    out = train_ippo(capsys, run, "two_step")
+    # the two-step game's own settings (one environment, 4 epochs of one minibatch), so that `qmix two-step`
+    # below plays the programs this run compiled; only the budget and the schedules are the test's
+    out = train_ippo(capsys, run, "two_step", "--preset", "two_step", "--no-progress", "--env-steps", "300",
+                     "test_interval_episodes=75", "final_evaluation_episodes=4")
     assert "ippo on two_step" in out and "return" in out
     evaluates_and_plots_its_return(capsys, run, tmp_path)
     code, out, err = qmix_cli(capsys, "two-step", "--alg", "ippo", "--seeds", "1", "--episodes", "20")
@@ -191,7 +196,7 @@ def test_an_on_policy_family_trains_evaluates_and_plots_from_the_command_line(tm
 @pytest.mark.slow
 def test_an_on_policy_family_plays_and_renders_a_starcraft_map_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "ippo"
-    out = train_ippo(capsys, run, "3m")
+    out = train_ippo(capsys, run, "3m", *TINY_CLI, "critic_hidden_dim=8", "epochs=2", "minibatches=2")
     assert "ippo on 3m" in out and "win rate" in out
     code, out, err = qmix_cli(capsys, "evaluate", str(run), "--episodes", "4")
     assert code == 0 and "win rate" in out and "lost" in out, err

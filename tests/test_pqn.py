@@ -199,7 +199,7 @@ def test_pqn_trains_evaluates_and_plots_from_the_command_line(tmp_path, capsys):
     code, out, err = qmix_cli(capsys, "train", "--alg", "pqn_qmix", "--map", "two_step", "--out", str(run),
                               "--no-progress", "--env-steps", "96", "num_envs=4", "rollout_steps=8",
                               "minibatches=2", "test_interval_env_steps=32", "test_interval_episodes=0",
-                              "final_evaluation_episodes=4", "agent_hidden_dim=8")
+                              "test_episodes=2", "final_evaluation_episodes=4", "agent_hidden_dim=8")
     assert code == 0, err
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["env_steps"] for r in records] == [0, 32, 64, 96]
@@ -223,9 +223,11 @@ def test_a_killed_and_resumed_pqn_run_equals_the_uninterrupted_one(tmp_path):
     from qmix.run import resume, train
     from test_resume import QUIET, Killed, assert_same_run, kill_at_checkpoint
 
-    config = build_config(alg="pqn_qmix", map="two_step", num_envs=4, rollout_steps=8, minibatches=2,
-                          env_steps=160, test_interval_env_steps=32, test_interval_episodes=0, test_episodes=2,
-                          checkpoint_interval_env_steps=64, final_evaluation_episodes=0, agent_hidden_dim=8)
+    # the command-line run's programs (the test above): only its budget and schedules differ
+    config = build_config(preset="default", alg="pqn_qmix", map="two_step", num_envs=4, rollout_steps=8,
+                          minibatches=2, env_steps=160, test_interval_env_steps=32, test_interval_episodes=0,
+                          test_episodes=2, checkpoint_interval_env_steps=64, final_evaluation_episodes=0,
+                          agent_hidden_dim=8)
     trainer = make_trainer(config)
     train(config, tmp_path / "uninterrupted", trainer=trainer, **QUIET)
     with pytest.raises(Killed):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -84,6 +85,29 @@ def uninterrupted(config, trainer, tmp_path_factory):
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def poisoned(config, trainer):
+    """A trainer of its own (the one make_trainer shares must stay clean) whose loss is NaN from update
+    `poison["from_update"]` on. Only the learner update is poisoned (the rest reuses the clean trainer's
+    compiled programs), and the update reads that number from Python as it runs, so one compiled loop
+    serves every poisoned test."""
+    poisoned, poison = new_trainer(config), {"from_update": 0}
+    poisoned.init_runs = trainer.init_runs
+    poisoned.evaluate_runs = trainer.evaluate_runs
+    clean_update = poisoned.algorithm._update
+
+    def update_with_nan_loss(state, batch):
+        new_state, metrics_ = clean_update(state, batch)
+        updates_done = optax.tree_utils.tree_get_all_with_path(state.opt_state, "count")[0][1]
+        from_update = jax.pure_callback(lambda: np.int32(poison["from_update"]),
+                                        jax.ShapeDtypeStruct((), jnp.int32), vmap_method="broadcast_all")
+        loss = jnp.where(updates_done >= from_update, jnp.nan, metrics_["loss"])
+        return new_state, {**metrics_, "loss": loss}
+
+    poisoned.algorithm._update = update_with_nan_loss
+    return poisoned, poison
+
+
 def test_the_reference_run_checkpoints_on_schedule(uninterrupted, config):
     steps = [r["env_steps"] for r in metrics(uninterrupted)]
     assert steps[-1] >= config.env_steps
@@ -148,18 +172,10 @@ def test_a_stop_part_way_through_a_long_chunk_checkpoints_there_and_resumes_exac
     assert_same_run(run_dir, reference)
 
 
-def test_a_stop_part_way_never_checkpoints_what_the_nan_guard_has_not_seen(config, trainer, tmp_path, monkeypatch):
+def test_a_stop_part_way_never_checkpoints_what_the_nan_guard_has_not_seen(config, poisoned, tmp_path, monkeypatch):
     one_chunk = dataclasses.replace(config, test_interval_env_steps=600, checkpoint_interval_env_steps=600)
-    poisoned = new_trainer(one_chunk)  # its own: the one make_trainer shares must stay clean
-    poisoned.init_runs = trainer.init_runs
-    poisoned.evaluate_runs = trainer.evaluate_runs
-    clean_update = poisoned.algorithm._update
-
-    def update_with_nan_loss(state, batch):
-        new_state, metrics_ = clean_update(state, batch)
-        return new_state, {**metrics_, "loss": jnp.nan * metrics_["loss"]}
-
-    poisoned.algorithm._update = update_with_nan_loss
+    poisoned, poison = poisoned
+    monkeypatch.setitem(poison, "from_update", 0)  # every loss is NaN
     sent, train_chunk = [], poisoned.train_chunk
 
     def signalled_once_learning_began(runners, *args):
@@ -233,21 +249,12 @@ def test_resume_can_raise_the_budget(uninterrupted, config, trainer, tmp_path, c
     assert metrics(run_dir)[: len(before)] == before and len(metrics(run_dir)) > len(before)
 
 
-def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(uninterrupted, config, trainer, tmp_path):
+def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(uninterrupted, config, trainer, poisoned,
+                                                                      tmp_path, monkeypatch):
+    poisoned, poison = poisoned
     # poisoned from the second update after the first checkpoint: before the second one
     poison_from_update = next(r["updates"] for r in metrics(uninterrupted) if r["env_steps"] >= 200) + 1
-    poisoned = new_trainer(config)  # its own: the one make_trainer shares must stay clean
-    poisoned.init_runs = trainer.init_runs  # only the learner update is poisoned: reuse the compiled rest
-    poisoned.evaluate_runs = trainer.evaluate_runs
-    clean_update = poisoned.algorithm._update
-
-    def update_with_nan_loss(state, batch):
-        new_state, metrics_ = clean_update(state, batch)
-        updates_done = optax.tree_utils.tree_get_all_with_path(state.opt_state, "count")[0][1]
-        loss = jnp.where(updates_done >= poison_from_update, jnp.nan, metrics_["loss"])
-        return new_state, {**metrics_, "loss": loss}
-
-    poisoned.algorithm._update = update_with_nan_loss
+    monkeypatch.setitem(poison, "from_update", poison_from_update)
     run_dir = tmp_path / "run"
     with pytest.raises(NonFiniteError) as error:
         train(config, run_dir, trainer=poisoned, **QUIET)

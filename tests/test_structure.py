@@ -63,3 +63,13 @@ def test_the_loop_and_the_algorithms_do_not_import_each_other_or_the_registries(
             assert not {m for m in imported if m.startswith("qmix.algorithms")} | (imported & registries), name
         if name.startswith("qmix.algorithms"):
             assert not {m for m in imported if m.startswith("qmix.learn")}, name
+
+
+def test_the_test_schedule_names_only_files_that_exist():
+    """conftest.py's units: a renamed or removed file must leave them, not silently fall to the end."""
+    from conftest import HEAVIEST_FIRST, SAME_PROGRAMS
+
+    here = Path(__file__).parent
+    assert all((here / name).is_file() for name in SAME_PROGRAMS)
+    units = set(SAME_PROGRAMS.values())
+    assert all(name in units or (here / name).is_file() for name in HEAVIEST_FIRST)

@@ -68,22 +68,26 @@ def test_seeds_side_by_side_equal_the_same_seeds_one_at_a_time(trainer, tmp_path
     assert together.env_steps[1] == alone.env_steps[0]
 
 
-def test_no_unavailable_action_is_stored_in_the_replay():
+def test_no_unavailable_action_is_stored_in_the_replay(trainer):
+    """The replay (TINY: 16 episodes) is read after each of four stretches of training; every episode stored
+    since the last read is checked, over 500 steps in all."""
     import jax
 
-    config = build_config(preset="default", **{**TINY, "num_envs": 8, "buffer_size_episodes": 256})
-    trainer = make_trainer(config)
-    runners = trainer.init_runs(jax.random.PRNGKey(0)[None])
-    stop = np.array([1500], np.int32)
-    runners, _ = trainer.train_runs_until(runners, stop, stop)
-    replay = runners.replay.experience
-    n = int(min(runners.replay.current_index[0], config.buffer_size_episodes))
-    avail = np.asarray(replay.avail[0, 0, :n, :-1])  # [episodes, T, N, A], the slot each action was chosen in
-    actions = np.asarray(replay.actions[0, 0, :n])  # [episodes, T, N]
-    filled = np.asarray(replay.filled[0, 0, :n])
-    chosen_available = np.take_along_axis(avail, actions[..., None], axis=-1)[..., 0]
-    assert filled.sum() > 500
-    assert chosen_available[filled].all()
+    capacity = trainer.config.buffer_size_episodes
+    runners, read, checked = trainer.init_runs(jax.random.PRNGKey(0)[None]), 0, 0
+    for stop in (400, 800, 1200, 1600):
+        runners, _ = trainer.train_runs_until(runners, np.array([stop], np.int32), np.array([stop], np.int32))
+        episodes = int(runners.episodes[0])
+        assert int(runners.replay.current_index[0]) == episodes % capacity  # episode e sits in slot e % capacity
+        slots = [e % capacity for e in range(max(read, episodes - capacity), episodes)]  # the unread ones still held
+        replay = runners.replay.experience
+        avail = np.asarray(replay.avail[0, 0, slots, :-1])  # [episodes, T, N, A], the slot each action was chosen in
+        actions = np.asarray(replay.actions[0, 0, slots])  # [episodes, T, N]
+        filled = np.asarray(replay.filled[0, 0, slots])
+        chosen_available = np.take_along_axis(avail, actions[..., None], axis=-1)[..., 0]
+        assert chosen_available[filled].all()
+        read, checked = episodes, checked + int(filled.sum())
+    assert checked > 500
 
 
 @pytest.mark.slow

@@ -2,6 +2,8 @@
 batch is the loss of the padded one, to float error, for every value-decomposition member, on a batch of
 mixed lengths with terminations, truncations, padding and unavailable actions."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,13 +38,17 @@ def mixed_episodes(key, lengths, truncated_ones):
                     terminated=last & ~ends_truncated, truncated=last & ends_truncated, filled=filled)
 
 
-LENGTHS = [3, 1, 10, 5, 2, 7, 4, 10]  # two at the limit (truncated), the rest shorter
-BATCH = mixed_episodes(jax.random.PRNGKey(0), LENGTHS, truncated_ones=[2, 7, 3])
+LENGTHS = (3, 1, 10, 5, 2, 7, 4, 10)  # two at the limit (truncated), the rest shorter
+
+
+@functools.cache  # built when first used, as one compiled program: not at collection, in every process
+def batch() -> Episodes:
+    return jax.jit(mixed_episodes, static_argnums=(1, 2))(jax.random.PRNGKey(0), LENGTHS, (2, 7, 3))
 
 
 def test_each_episode_lands_whole_and_in_order_with_its_start_and_an_unfilled_last_slot():
-    packed = jax.device_get(pack_episodes(BATCH, rows=5))
-    b = jax.device_get(BATCH)
+    packed = jax.device_get(pack_episodes(batch(), rows=5))
+    b = jax.device_get(batch())
     found = 0
     for r in range(5):
         starts = np.flatnonzero(packed.starts[r])
@@ -95,9 +101,9 @@ def test_the_loss_and_its_gradient_are_those_of_the_padded_batch(alg, settings):
     state = algorithm.init(jax.random.PRNGKey(1))
     target = jax.tree.map(lambda x: x * 0.9, state.params)  # a target network unlike the online one
     grad_loss = jax.jit(jax.value_and_grad(algorithm.loss, has_aux=True))
-    (padded, _), padded_grads = grad_loss(state.params, target, BATCH)
+    (padded, _), padded_grads = grad_loss(state.params, target, batch())
     for rows in (6, 8):
-        (packed, _), packed_grads = grad_loss(state.params, target, pack_episodes(BATCH, rows))
+        (packed, _), packed_grads = grad_loss(state.params, target, pack_episodes(batch(), rows))
         np.testing.assert_allclose(float(packed), float(padded), rtol=1e-5)
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), packed_grads, padded_grads)
 
@@ -109,7 +115,7 @@ def test_an_update_packs_a_batch_of_short_episodes_into_fewer_rows():
         config = build_config(alg="qmix", map="3m", time_buckets=count, agent_hidden_dim=8, td_lambda=0.6)
         algorithm = make_algorithm(config, SPEC)
         state = algorithm.init(jax.random.PRNGKey(0))
-        new_state, metrics, _ = jax.jit(algorithm.update)(state, BATCH, jax.random.PRNGKey(1))
+        new_state, metrics, _ = jax.jit(algorithm.update)(state, batch(), jax.random.PRNGKey(1))
         results.append((float(metrics["loss"]), new_state.params))
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), results[0][1], results[1][1])

@@ -21,10 +21,28 @@ def run_python(code: str, *arguments: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "PYTHONPATH": path})
 
 
-def test_importing_the_environments_prints_nothing():
-    done = run_python("import qmix.envs, qmix.envs.mpe, qmix.envs.smax")
+ADAPTERS = "qmix.envs.smax, qmix.envs.mpe, qmix.envs.mpe_communication, qmix.envs.lbf, qmix.envs.rware"
+UNPLAYED = ("jaxmarl.environments.storm", "jaxmarl.environments.overcooked", "jaxmarl.environments.hanabi",
+            "jumanji.environments.logic", "jumanji.environments.packing")
+
+
+def test_importing_the_environments_prints_nothing_and_reads_only_what_they_play():
+    done = run_python(f"import sys, {ADAPTERS}; sys.stderr.write(repr(sorted(sys.modules)))")
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
+    imported = eval(done.stderr.splitlines()[-1])  # the names of every module the process holds
+    assert "jaxmarl.environments.smax.smax_env" in imported and "jumanji.environments.routing.lbf.env" in imported
+    assert not [name for name in imported if name.startswith(UNPLAYED)], "a suite's other environments were read"
+
+
+def test_a_suite_imported_lean_still_serves_all_of_itself_later_in_the_process():
+    # the packages left bare run their own __init__ when asked for more: jaxmarl.make, jumanji.make
+    done = run_python(f"import {ADAPTERS}\nimport jaxmarl, jumanji\n"
+                      "print(jaxmarl.make('MPE_simple_spread_v3').num_agents)\n"
+                      "from jaxmarl.environments import InTheGrid\n"
+                      "print(jumanji.make('LevelBasedForaging-v0').num_agents, InTheGrid.__name__)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-2:] == ["3", "2 InTheGrid"]
 
 
 def test_qmix_config_for_simple_spread_prints_valid_yaml():

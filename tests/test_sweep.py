@@ -212,6 +212,35 @@ def test_a_run_folder_is_done_resumable_fresh_or_in_the_way(tmp_path):
     assert found.state is RunState.CONFLICT and "lr 0.001 (saved) vs 0.01" in found.detail
 
 
+def test_two_sweeps_sharing_a_storage_folder_keep_each_its_own_summary(tmp_path):
+    from qmix.config import config_to_yaml
+    from qmix.sweep.execute import Outcome
+    from qmix.sweep.keep import keep_storage
+    from qmix.sweep.summary import summary_folder, write_summary
+
+    storage = tmp_path / "storage"
+    finished = {}
+    for name, alg, win_rate in (("lbf", "qmix", 0.25), ("lbf-vdn", "vdn", 0.75)):
+        (task,) = sweep_tasks(parse_spec({"maps": ["3m"], "algs": [alg], "seeds": 1, "env_steps": 400,
+                                          "out": str(storage)}, f"{name}.yaml"), memory_limit=None)
+        task.run_dir.mkdir(parents=True)  # a finished run as the task leaves it
+        (task.run_dir / "config.yaml").write_text(config_to_yaml(task.config))
+        (task.run_dir / "metrics.jsonl").write_text(json.dumps({"env_steps": 400, "test_win_rate": win_rate}) + "\n")
+        folder = summary_folder(storage, name)
+        written = write_summary(storage, [Outcome(task, "done")], f"Sweep {name}", folder)
+        assert written == folder / "summary.md" and (folder / "test_win_rate.png").is_file()
+        finished[name] = (task, folder)
+    # both summaries are in the storage folder when each sweep keeps its own: neither copy holds the other's runs
+    for name, (task, folder) in finished.items():
+        keep_storage(storage, tmp_path / f"kept-{name}", [(task.run_dir, task.config)], top=folder)
+    first, second = ((tmp_path / f"kept-{name}" / "summary.md").read_text() for name in ("lbf", "lbf-vdn"))
+    assert "| 3m | qmix | 1 |" in first and "vdn" not in first
+    assert "| 3m | vdn | 1 |" in second and "qmix |" not in second
+    assert (tmp_path / "kept-lbf-vdn" / "test_win_rate.png").is_file()
+    assert (tmp_path / "kept-lbf-vdn" / "3m-vdn" / "kept.json").is_file()
+    assert not (tmp_path / "kept-lbf-vdn" / "3m-qmix").exists()
+
+
 def test_the_status_line_counts_runs_and_env_steps_from_the_run_folders(tmp_path):
     import io
 
@@ -291,8 +320,8 @@ def test_a_tiny_sweep_runs_on_both_nodes_and_a_second_one_does_nothing(cluster, 
     nodes = {read_status(out, t)["node_id"] for t in ("two_step-qmix/seeds_0-1", "two_step-qmix/seed_2",
                                                       "3m-qmix/seeds_0-1", "3m-qmix/seed_2")}
     assert len(nodes) == 2  # two tasks at a time on one CPU per node: both nodes trained
-    summary = (out / "summary.md").read_text()
-    assert "| 3m | qmix | 3 |" in summary and (out / "test_win_rate.png").is_file()
+    summary = (out / "summaries" / "tiny" / "summary.md").read_text()  # the sweep file's own summary folder
+    assert "| 3m | qmix | 3 |" in summary and (out / "summaries" / "tiny" / "test_win_rate.png").is_file()
     again = subprocess.run(sweep_command(spec, cluster), capture_output=True, text=True, env=cluster.environment,
                            timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jumanji.environments.routing.lbf import LevelBasedForaging  # noqa: I001  (after qmix's: jumanji is optional)
-from jumanji.environments.routing.lbf.generator import RandomGenerator
-from jumanji.environments.routing.lbf.types import Agent, Food, State
 
 from qmix.envs.base import EnvState, EqualByIdentity, Measure, TimeStep
 from qmix.envs.lbf_settings import LbfSettings, Scenario
+from qmix.envs.suite_import import lean_import
+
+with lean_import("jumanji.environments.routing"):  # jumanji is optional (the `jumanji` extra)
+    from jumanji.environments.routing.lbf import LevelBasedForaging
+    from jumanji.environments.routing.lbf.generator import RandomGenerator
+    from jumanji.environments.routing.lbf.types import Agent, Food, State
 
 N_ACTIONS = 6
 MEASURES = (Measure("food_eaten", "the share of the food eaten by the end of the episode", "last"),)

@@ -26,11 +26,11 @@ import jax
 import jax.numpy as jnp
 
 from qmix.envs.base import EnvState, EqualByIdentity, Measure, TimeStep
-from qmix.envs.jaxmarl_import import quiet_import
 from qmix.envs.mpe_settings import DEFAULT_AGENTS, DEFAULT_EPISODE_LIMIT, MpeSettings  # noqa: F401
+from qmix.envs.suite_import import lean_import
 
-with quiet_import():
-    from jaxmarl.environments.mpe import SimpleSpreadMPE
+with lean_import("jaxmarl.environments.mpe"):  # not its __init__: it imports matplotlib for a viewer
+    from jaxmarl.environments.mpe.simple_spread import SimpleSpreadMPE
 
 N_ACTIONS = 5  # no-op, left, right, down, up
 # A landmark counts as occupied when an agent is this close to it: MPE's own benchmark threshold.

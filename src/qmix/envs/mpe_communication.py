@@ -22,11 +22,12 @@ import jax
 import jax.numpy as jnp
 
 from qmix.envs.base import EnvState, EqualByIdentity, Measure, TimeStep
-from qmix.envs.jaxmarl_import import quiet_import
 from qmix.envs.mpe_settings import DEFAULT_EPISODE_LIMIT, MpeCommunicationSettings
+from qmix.envs.suite_import import lean_import
 
-with quiet_import():
-    from jaxmarl.environments.mpe import SimpleReferenceMPE, SimpleSpeakerListenerMPE
+with lean_import("jaxmarl.environments.mpe"):
+    from jaxmarl.environments.mpe.simple_reference import SimpleReferenceMPE
+    from jaxmarl.environments.mpe.simple_speaker_listener import SimpleSpeakerListenerMPE
 
 MEASURES = (Measure("goal_distance", "distance from the agents that must move to their goal landmarks, at the end",
                     "last"),)

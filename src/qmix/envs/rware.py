@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-from jumanji.environments.routing.robot_warehouse import RobotWarehouse  # noqa: I001  (jumanji is optional)
-from jumanji.environments.routing.robot_warehouse.generator import RandomGenerator
 
 from qmix.envs.base import EnvState, EqualByIdentity, Measure, TimeStep
 from qmix.envs.rware_settings import RwareSettings, Warehouse
+from qmix.envs.suite_import import lean_import
+
+with lean_import("jumanji.environments.routing"):  # jumanji is optional (the `jumanji` extra)
+    from jumanji.environments.routing.robot_warehouse import RobotWarehouse
+    from jumanji.environments.routing.robot_warehouse.generator import RandomGenerator
 
 N_ACTIONS = 5
 COLUMN_HEIGHT = 8

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 
 from qmix.envs.base import EnvState, EqualByIdentity, TimeStep
-from qmix.envs.jaxmarl_import import quiet_import
 from qmix.envs.smax_draws import install_draws
 from qmix.envs.smax_maps import (  # noqa: F401  (the maps' facts, also read from here)
     COLOSSUS,
@@ -33,8 +32,9 @@ from qmix.envs.smax_maps import (  # noqa: F401  (the maps' facts, also read fro
     get_map,
     list_maps,
 )
+from qmix.envs.suite_import import lean_import
 
-with quiet_import():
+with lean_import("jaxmarl.environments"):
     from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario
 
 

@@ -26,9 +26,10 @@ def run_sweep(spec_path: Path, out: Path | None = None, address: str | None = No
     from qmix.sweep.keep import keep_storage, restore_kept
     from qmix.sweep.plan import describe
     from qmix.sweep.progress import SweepDisplay
-    from qmix.sweep.summary import outcome_lines, write_summary
+    from qmix.sweep.summary import outcome_lines, summary_folder, write_summary
 
     spec = load_spec(spec_path, out)
+    summaries = summary_folder(spec.out, spec_path.stem)
     if keep is not None:
         if keep.resolve() == spec.out.resolve():
             raise ConfigError(f"--keep '{keep}' is the storage folder itself; keep summaries in another folder "
@@ -39,7 +40,7 @@ def run_sweep(spec_path: Path, out: Path | None = None, address: str | None = No
 
     def keep_finished(outcome) -> None:
         if keep is not None and outcome.status == "done":
-            keep_storage(spec.out, keep, [(outcome.task.run_dir, outcome.task.config)])
+            keep_storage(spec.out, keep, [(outcome.task.run_dir, outcome.task.config)], top=summaries)
 
     cluster = start_ray(address, cpus, gpus, memory)
     try:
@@ -56,9 +57,9 @@ def run_sweep(spec_path: Path, out: Path | None = None, address: str | None = No
         stop_ray()
     for line in outcome_lines(outcomes):
         print(line)
-    summary = write_summary(spec.out, outcomes, f"Sweep {spec_path.stem}")
+    summary = write_summary(spec.out, outcomes, f"Sweep {spec_path.stem}", summaries)
     if summary is not None:
         print(f"summary: {summary}")
         if keep is not None:
-            keep_storage(spec.out, keep, [])  # the summary and its figure
+            keep_storage(spec.out, keep, [], top=summaries)  # the summary and its figure
     return outcomes

@@ -106,9 +106,10 @@ def write_kept_marker(dest: Path, config, run_dir: Path) -> None:
     write_atomic(dest / KEPT_FILE, json.dumps(marker, indent=1) + "\n")
 
 
-def keep_storage(storage: Path, dest: Path, done_runs: list[tuple[Path, object]]) -> None:
-    """Copy the storage folder's report files and every finished run (its folder and config) to `dest`."""
-    _copy_matching(storage, dest, TOP_FILES)
+def keep_storage(storage: Path, dest: Path, done_runs: list[tuple[Path, object]], top: Path | None = None) -> None:
+    """Copy the report files of `top` (the storage folder itself, or a sweep's own summary folder in it) and
+    every finished run (its folder and config) to `dest`."""
+    _copy_matching(storage if top is None else top, dest, TOP_FILES)
     for run_dir, config in done_runs:
         target = dest / run_dir.relative_to(storage)
         if not is_kept(target, config):

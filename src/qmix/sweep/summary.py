@@ -1,4 +1,8 @@
-"""The end of a sweep: one line per task, and summary.md with a table and a figure of the finished runs."""
+"""The end of a sweep: one line per task, and summary.md with a table and a figure of the finished runs.
+
+Several sweep files may share one storage folder (each trains its own run folders there), so a sweep's
+summary and figures go to a folder of its own, named after the sweep file: `<out>/summaries/<name>/`.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +29,17 @@ def _label(group: str, task: Task) -> str:
     return task.settings["alg"] + group.removeprefix(prefix).replace("-", " ", 1).rstrip()
 
 
-def write_summary(out: Path, outcomes, title: str) -> Path | None:
-    """summary.md: the mean final test headline (the win rate on SMAX) per map and method over the groups
-    whose every task finished."""
+SUMMARIES = "summaries"
+
+
+def summary_folder(out: Path, sweep_name: str) -> Path:
+    """Where the sweep named `sweep_name` (its file's stem) writes summary.md and its figures."""
+    return out / SUMMARIES / sweep_name
+
+
+def write_summary(out: Path, outcomes, title: str, folder: Path) -> Path | None:
+    """`folder`/summary.md: the mean final test headline (the win rate on SMAX) per map and method over the
+    groups (run folders under `out`) whose every task finished, with its figures beside it."""
     from qmix.metric_text import label
     from qmix.results.headline import metric_groups
     from qmix.results.plots import plot_runs
@@ -49,10 +61,11 @@ def write_summary(out: Path, outcomes, title: str) -> Path | None:
         return None
     lines = [f"# {title}", "", "Final = each run's last test; mean and 95% CI over runs.", ""]
     for metric, group in metric_groups(runs).items():  # each map by its own headline
-        figure = plot_runs(group, out / metric, title=title, metric=metric)
+        figure = plot_runs(group, folder / metric, title=title, metric=metric)
         rows = aggregate_table(group, final_tests=1, key=metric)
         lines += [f"![test {label(metric)}]({figure[0].name})", "", format_table_markdown(rows), ""]
     lines += ["## Tasks", "", "```", *outcome_lines(outcomes), "```", ""]
-    path = out / "summary.md"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "summary.md"
     write_atomic(path, "\n".join(lines))
     return path

@@ -152,10 +152,11 @@ def test_the_learners_unroll_reproduces_the_q_values_computed_while_acting(two_r
         assert rollout.starts[:, 1:-1].any(), "no episode started inside the rollout"
 
 
-@pytest.mark.parametrize("alg", ["pqn_vdn", "pqn_qmix"])
-def test_the_loss_equals_an_independent_reference(alg, two_rollouts):
-    """Q(lambda) of the online values written out step by step in numpy, VDN's sum or QMIX's mixer."""
-    algorithm = pqn(alg, q_lambda=0.7, gamma=0.9)
+@pytest.mark.parametrize("alg, reward_scale", [("pqn_vdn", 1.0), ("pqn_qmix", 0.1)])
+def test_the_loss_equals_an_independent_reference(alg, reward_scale, two_rollouts):
+    """Q(lambda) of the online values written out step by step in numpy, VDN's sum or QMIX's mixer, on the
+    rewards times reward_scale."""
+    algorithm = pqn(alg, q_lambda=0.7, gamma=0.9, reward_scale=reward_scale)
     _, _, (rollout, _), _, _ = two_rollouts
     state = algorithm.init(jax.random.PRNGKey(3))
     loss, metrics = algorithm.loss(state.params, rollout)
@@ -178,7 +179,7 @@ def test_the_loss_equals_an_independent_reference(alg, two_rollouts):
         for t in reversed(range(12)):
             last = t == 11 or not s.filled[e, t + 1]
             bootstrap = v_next[e, t] if last or g is None else 0.3 * v_next[e, t] + 0.7 * g
-            g = s.rewards[e, t] + (0.0 if s.terminated[e, t] else 0.9 * bootstrap)
+            g = reward_scale * s.rewards[e, t] + (0.0 if s.terminated[e, t] else 0.9 * bootstrap)
             if s.filled[e, t]:
                 errors.append(taken[e, t] - g)
     np.testing.assert_allclose(float(loss), np.mean(np.square(errors)), rtol=1e-4)

@@ -100,10 +100,11 @@ def random_episodes(key, batch=3):
     )
 
 
-@pytest.mark.parametrize("double_q", [True, False])
-def test_learner_loss_aligns_t_and_t_plus_1(double_q):
-    """The learner's loss equals a step-by-step recomputation with numpy (VDN, so mixing is a sum)."""
-    config = build_config(alg="vdn", double_q=double_q, gamma=0.9, agent_hidden_dim=8)
+@pytest.mark.parametrize("double_q, reward_scale", [(True, 1.0), (False, 0.5)])
+def test_learner_loss_aligns_t_and_t_plus_1(double_q, reward_scale):
+    """The learner's loss equals a step-by-step recomputation with numpy (VDN, so mixing is a sum); the
+    targets take the reward times reward_scale."""
+    config = build_config(alg="vdn", double_q=double_q, gamma=0.9, agent_hidden_dim=8, reward_scale=reward_scale)
     learner = make_algorithm(config, SPEC)
     state = learner.init(jax.random.PRNGKey(0))
     target = learner.init(jax.random.PRNGKey(1)).params  # a different target network
@@ -124,7 +125,7 @@ def test_learner_loss_aligns_t_and_t_plus_1(double_q):
                 masked_online = np.where(avail[i, t + 1, a], q[i, t + 1, a], -np.inf)
                 masked_target = np.where(avail[i, t + 1, a], tq[i, t + 1, a], -np.inf)
                 next_value += tq[i, t + 1, a, masked_online.argmax()] if double_q else masked_target.max()
-            y = b.rewards[i, t] + 0.9 * (1.0 - b.terminated[i, t]) * next_value
+            y = reward_scale * b.rewards[i, t] + 0.9 * (1.0 - b.terminated[i, t]) * next_value
             errors.append((q_tot - y) ** 2)
     np.testing.assert_allclose(float(loss), np.mean(errors), rtol=1e-5)
 

@@ -101,7 +101,8 @@ class PQN(EpsilonGreedyAgents):
                             td.masked_argmax(values[:, 1:], avail_next).astype(jnp.int32), batch.state[:, 1:],
                             avail_next)
         next_q_tot = jax.lax.stop_gradient(self.mixer.apply(params.mixer, greedy))  # [B, L, K]
-        y = td.lambda_targets(batch.rewards, batch.terminated, batch.filled, next_q_tot, s.gamma, s.q_lambda)
+        rewards = batch.rewards * s.reward_scale  # [B, L]
+        y = td.lambda_targets(rewards, batch.terminated, batch.filled, next_q_tot, s.gamma, s.q_lambda)
         loss = td.masked_td_loss(q_tot, y, batch.filled)
         mask = batch.filled[..., None].astype(q_tot.dtype)
         q_taken_mean = (q_tot * mask).sum() / jnp.maximum(mask.sum() * q_tot.shape[-1], 1.0)

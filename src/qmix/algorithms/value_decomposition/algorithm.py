@@ -155,9 +155,10 @@ class ValueDecomposition(EpsilonGreedyAgents):
         """The TD(lambda) (or, with td_lambda 0, one-step) targets of a batch, bootstrapping from the value
         of each next slot: next_values [B, T, K] -> y [B, T, K]."""
         s = self.settings
+        rewards = batch.rewards * s.reward_scale  # [B, T]
         if s.td_lambda > 0:
-            return td.lambda_targets(batch.rewards, batch.terminated, batch.filled, next_values, s.gamma, s.td_lambda)
-        return td.one_step_targets(batch.rewards, batch.terminated, next_values, s.gamma)
+            return td.lambda_targets(rewards, batch.terminated, batch.filled, next_values, s.gamma, s.td_lambda)
+        return td.one_step_targets(rewards, batch.terminated, next_values, s.gamma)
 
     def td_loss(self, values: ChosenValues, y: jax.Array, batch: Episodes):
         """The mean squared TD error over real steps: -> loss, metrics (the loss, Q_tot's mean over real steps)."""

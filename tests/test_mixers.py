@@ -156,3 +156,23 @@ def test_state_last_action_appends_every_agents_previous_action_one_hot():
         build_config(preset="two_step", state_last_action=True)
     with pytest.raises(ConfigError, match="backend=sc2's state already holds every agent's last action"):
         build_config(preset="default", backend="sc2", state_last_action=True)
+
+
+def test_the_qmix_mixers_own_setting_normalises_its_hypernetworks_and_keeps_it_monotonic():
+    from qmix.config import build_config
+
+    def layer_norms(params) -> list[str]:
+        return [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+                if "LayerNorm" in jax.tree_util.keystr(path)]
+
+    example = mixer_input(jnp.zeros((3,)), jnp.zeros((STATE_DIM,)))
+    plain = MIXERS.get("qmix")(build_config(alg="qmix").algorithm)
+    assert not layer_norms(plain.init(jax.random.PRNGKey(0), example))  # off by default, as in the paper
+    settings = build_config(alg="qmix", mixer_layer_norm=True, mixing_embed_dim=8, hypernet_embed_dim=16).algorithm
+    mixer = Mixer(MIXERS.get("qmix")(settings))
+    params = mixer.module.init(jax.random.PRNGKey(0), example)
+    assert layer_norms(params)  # the hypernetworks' and V(s)'s hidden layers
+    qkey, skey = jax.random.split(jax.random.PRNGKey(1))
+    qs, states = 5.0 * jax.random.normal(qkey, (64, 3)), 100.0 * jax.random.normal(skey, (64, STATE_DIM))
+    grads = jax.vmap(jax.grad(lambda q, s: mixer.apply(params, q, s)[0]))(qs, states)
+    assert bool((grads >= 0).all())

@@ -151,7 +151,8 @@ class QMixerLinear(nn.Module):
 
 # The factories the registry (mixer_registry.py) names: each gets the algorithm's settings.
 def make_qmix(s) -> QMixer:
-    # `mixer_layer_norm` is a setting of the families that normalise their networks (PQN); others have none
+    # `mixer_layer_norm`: the mixer's own setting (qmix_settings.py) and PQN's; a family member that trains the
+    # mixer with settings of its own (Weighted QMIX) has none
     return QMixer(s.mixing_embed_dim, s.hypernet_layers, s.hypernet_embed_dim, getattr(s, "mixer_layer_norm", False))
 
 

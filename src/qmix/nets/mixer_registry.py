@@ -15,7 +15,8 @@ from qmix.registry import Registry
 MIXERS: Registry = Registry("mixer")
 MIXERS.add("qmix", "qmix.nets.mixers:make_qmix",
            "a monotonic mixing network whose weights are hypernetworks of the state", monotonic=True,
-           settings=QMixerSettings, algorithm="qmix", algorithm_description="QMIX: a monotonic mixing network conditioned on the state")
+           settings=QMixerSettings, algorithm="qmix",
+           algorithm_description="QMIX: a monotonic mixing network conditioned on the state")
 MIXERS.add("vdn", "qmix.nets.mixers:make_vdn", "the sum of the agents' utilities", monotonic=True,
            algorithm="vdn", algorithm_description="VDN: Q_tot is the sum of the agents' utilities")
 MIXERS.add("none", "qmix.nets.mixers:make_independent", "no mixing: every agent its own TD target", monotonic=True,

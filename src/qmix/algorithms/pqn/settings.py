@@ -31,7 +31,8 @@ class PQNSettings:
     minibatches: int = setting(1, "minibatches of whole environment rows per pass (must divide num_envs; 1 "
                                "divides any, so every preset works)")
     gamma: float = setting(0.99, "discount factor")
-    reward_scale: float = setting(1.0, "the learner's targets use reward x reward_scale (its Q-values are in those units); every logged return stays the environment's")
+    reward_scale: float = setting(1.0, "the learner's targets use reward x reward_scale (its Q-values are in "
+                                  "those units); every logged return stays the environment's")
     q_lambda: float = setting(0.85, "Q(lambda)'s lambda over the rollout: 0 one-step targets, 1 Monte Carlo")
     optimizer: str = setting("radam", "radam (the paper's) or adam", OPTIMIZERS)
     lr: float = setting(2.5e-4, "the first step size")
@@ -61,10 +62,10 @@ class PQNSettings:
               "environments' rows evenly; change one of them")
         for key in ("lr_anneal_env_steps", "epsilon_anneal_env_steps"):
             check(getattr(self, key) >= 0, f"{key} must not be negative, got {getattr(self, key)}")
-        check(0 < self.lr < float("inf"), f"lr must be a positive, finite number, got {self.lr}")
+        for key in ("lr", "reward_scale"):
+            value = getattr(self, key)
+            check(0 < value < float("inf"), f"{key} must be a positive, finite number, got {value}")
         check(self.grad_norm_clip is None or 0 < self.grad_norm_clip < float("inf"),
               f"grad_norm_clip must be positive and finite (or null: no clipping), got {self.grad_norm_clip}")
         for key in ("gamma", "q_lambda", "epsilon_start", "epsilon_finish"):
             check(0 <= getattr(self, key) <= 1, f"{key} must be in [0, 1], got {getattr(self, key)}")
-        check(0 < self.reward_scale < float("inf"),
-              f"reward_scale must be a positive, finite number, got {self.reward_scale}")

@@ -41,7 +41,8 @@ class ValueDecompositionSettings:
 
     # --- learner ---
     gamma: float = setting(0.99, "discount factor")
-    reward_scale: float = setting(1.0, "the learner's targets use reward x reward_scale (its Q-values are in those units); every logged return stays the environment's")
+    reward_scale: float = setting(1.0, "the learner's targets use reward x reward_scale (its Q-values are in "
+                                  "those units); every logged return stays the environment's")
     optimizer: str = setting("rmsprop", "rmsprop (PyTorch's, as PyMARL) or adam", OPTIMIZERS)
     lr: float = setting(5e-4, "step size (the first, with lr_schedule=linear)")
     lr_schedule: str = setting("constant", "constant, or linear: from lr to lr_finish over lr_anneal_updates",
@@ -79,7 +80,7 @@ class ValueDecompositionSettings:
             check(getattr(self, key) >= 1, f"{key} must be at least 1, got {getattr(self, key)}")
         check(self.epsilon_anneal_env_steps >= 0,
               f"epsilon_anneal_env_steps must not be negative, got {self.epsilon_anneal_env_steps}")
-        for key in ("lr", "lr_finish", "rmsprop_eps", "adam_eps"):
+        for key in ("lr", "lr_finish", "rmsprop_eps", "adam_eps", "reward_scale"):
             value = getattr(self, key)
             check(0 < value < float("inf"), f"{key} must be a positive, finite number, got {value}")
         check(self.lr_schedule != "linear" or self.lr_finish <= self.lr,
@@ -91,8 +92,6 @@ class ValueDecompositionSettings:
         for key in ("gamma", "td_lambda", "target_update_tau", "policy_average_tau", "epsilon_start",
                     "epsilon_finish"):
             check(0 <= getattr(self, key) <= 1, f"{key} must be in [0, 1], got {getattr(self, key)}")
-        check(0 < self.reward_scale < float("inf"),
-              f"reward_scale must be a positive, finite number, got {self.reward_scale}")
         if config.backend == "sc2":
             check(not self.state_last_action, "backend=sc2's state already holds every agent's last action "
                   "(SMAC's default); drop state_last_action")

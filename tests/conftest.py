@@ -8,8 +8,8 @@ before the session wins (`off`: every session compiles everything, as on a fresh
 The default set (not `-m slow`) compiles with XLA's cheapest CPU settings (LLVM at O0, no expensive passes):
 its programs run for milliseconds, while compiling them is most of the session. That changes the order of
 some floating-point operations, never what a program computes: checks compare within the session or to a
-tolerance, and the golden runs, which pin bits, are pinned as compiled so (test_golden.py trains them in a
-subprocess that compiles so when the session does not). The slow set, whose runs are long, keeps XLA's
+tolerance, and the golden runs, which pin every count and every float to rounding, are pinned as compiled so
+(test_golden.py trains them in a subprocess that compiles so when the session does not). The slow set, whose runs are long, keeps XLA's
 defaults; so does QMIX_TEST_QUICK_XLA=0.
 """
 

@@ -75,8 +75,8 @@ def thin_metrics(text: str) -> str:
     return "".join(line + "\n" for line in kept)
 
 
-def _keep_folder(source: Path, dest: Path) -> None:
-    _copy_matching(source, dest, RUN_FILES)
+def _keep_folder(source: Path, dest: Path, files: tuple[str, ...]) -> None:
+    _copy_matching(source, dest, files)
     metrics = source / METRICS_FILE
     if metrics.is_file():
         dest.mkdir(parents=True, exist_ok=True)
@@ -93,7 +93,8 @@ def keep_run(run_dir: Path, dest: Path, config) -> None:
     """Copy the small files of the finished run folder `run_dir` (trained with `config`) to `dest`;
     `kept.json` is written last."""
     for source, target in _folder_pairs(run_dir, dest, config):
-        _keep_folder(source, target)
+        # a seed folder's config.yaml is its run's with the seed changed, which the results reader derives
+        _keep_folder(source, target, RUN_FILES if source == run_dir else LATER_FILES)
     write_kept_marker(dest, config, run_dir)
 
 

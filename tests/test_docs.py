@@ -15,9 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 PRETRAINED = DOCS / "pretrained"
-# Kept runs (thinned metrics, configs, evaluations), figures and the few pretrained policies: 5.15 MB after
-# the beyond-StarCraft evidence at 2M env steps (figures recompressed losslessly); the next trim is the seed
-# folders' copies of their run's config.yaml in kept runs (about 0.16 MB).
+# Kept runs (thinned metrics, each run's config, evaluations), figures and the few pretrained policies: 5.04 MB
+# after the beyond-StarCraft evidence at 2M env steps (figures recompressed losslessly, no per-seed configs).
 DOCS_CAP_BYTES = 5_500_000
 PARAMETER_SUFFIXES = (".msgpack", ".npz", ".npy", ".pkl", ".pickle", ".pt", ".pth", ".ckpt", ".safetensors", ".h5")
 CHECKPOINT_MARKERS = ("_CHECKPOINT_METADATA", "_METADATA", "qmix_complete.json", "manifest.ocdbt")

@@ -21,6 +21,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flop_count import count_flops
 
 from qmix.build import make_trainer
 from qmix.config import build_config, parse_overrides
@@ -64,7 +65,7 @@ def measure(name: str, preset: str, overrides: dict, warm_env_steps: int, count:
     state = jax.tree.map(lambda x: x[0], trainer.init_runs(seed_keys(0, 1)).alg)
     counts = row_counts(trainer.config.batch_size, algorithm.settings.time_buckets)
     update = jax.jit(algorithm._update)
-    rows_of, real, packed_share, padded_share, flops, achieved = [], [], [], [], {}, []
+    rows_of, real, packed_share, padded_share, flops, xla_flops, achieved = [], [], [], [], {}, {}, []
     for batch in replay_batches(trainer, warm_env_steps, count):
         lengths = batch.filled.sum(axis=1, dtype=jnp.int32)
         rows = counts[int(jnp.argmax(rows_that_fit(lengths, counts, T + 1)))]
@@ -76,14 +77,20 @@ def measure(name: str, preset: str, overrides: dict, warm_env_steps: int, count:
         cut = padded_length(int(lengths.max()), T, algorithm.settings.time_buckets)
         padded_share.append(steps / (batch.filled.shape[0] * cut))
         if rows not in flops:
-            flops[rows] = update.lower(state, packed).compile().cost_analysis()["flops"]
-        achieved.append(flops[rows] / seconds_per_call(update, state, packed))
+            flops[rows] = count_flops(update, state, packed)
+            if flops[rows].loops_unbounded:
+                print(f"note: {flops[rows].loops_unbounded} while loop(s) in the update, counted once each")
+            xla_flops[rows] = update.lower(state, packed).compile().cost_analysis()["flops"]
+        achieved.append(flops[rows].matmul / seconds_per_call(update, state, packed))
     width = algorithm.settings.agent_hidden_dim
     shaped = matmul_flops_per_second(int(np.mean(rows_of)) * algorithm.spec.n_agents, width, 3 * width)
     large = matmul_flops_per_second(2048, 2048, 2048)
-    mean_flops = float(np.mean([flops[r] for r in rows_of]))
+    def mean_of(count_of):
+        return float(np.mean([count_of(r) for r in rows_of])) / 1e9
+
     print(f"| {name} | {np.mean(real):,.0f} | {np.mean(rows_of):.0f} of {trainer.config.batch_size} | "
-          f"{np.mean(packed_share):.0%} | {np.mean(padded_share):.0%} | {mean_flops / 1e9:.2f} | "
+          f"{np.mean(packed_share):.0%} | {np.mean(padded_share):.0%} | {mean_of(lambda r: flops[r].matmul):.2f} | "
+          f"{mean_of(lambda r: flops[r].elementwise):.2f} | {mean_of(lambda r: xla_flops[r]):.2f} | "
           f"{np.mean(achieved) / 1e9:.1f} | {shaped / 1e9:.1f} | {large / 1e9:.1f} | "
           f"{np.mean(achieved) / shaped:.0%} |", flush=True)
 
@@ -100,9 +107,9 @@ def main() -> None:
     print(f"preset {args.preset} {' '.join(args.overrides)}; {jax.device_count()} {jax.default_backend()} "
           f"device(s); {args.batches} replay batches per map after {args.warm_env_steps:,} env steps")
     print("| map | real steps per batch | rows (packed) | real share, packed | real share, "
-          "before packing | GFLOP per update | GFLOP/s achieved | GFLOP/s, matmul of its shapes | GFLOP/s, 2048^3 matmul "
-          "| efficiency |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "before packing | matmul GFLOP per update | other G ops per update | XLA's GFLOP (loops once) | "
+          "matmul GFLOP/s achieved | GFLOP/s, matmul of its shapes | GFLOP/s, 2048^3 matmul | efficiency |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.maps:
         measure(name, args.preset, parse_overrides(args.overrides), args.warm_env_steps, args.batches)
 

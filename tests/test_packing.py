@@ -73,9 +73,10 @@ def test_each_episode_lands_whole_and_in_order_with_its_start_and_an_unfilled_la
 
 
 def test_the_row_counts_and_what_fits():
-    assert row_counts(128, 4) == [32, 51, 81, 128]  # a quarter of the batch up to all of it, x1.59 each
-    assert row_counts(256, 8) == [64, 78, 95, 116, 141, 172, 210, 256]
-    assert row_counts(3, 4) == [1, 2, 3] and row_counts(4, 2) == [1, 4] and row_counts(5, 1) == [5]
+    assert row_counts(128, 4) == [16, 32, 64, 128]  # an eighth of the batch up to all of it, x2 each
+    assert row_counts(128, 8) == [16, 22, 29, 39, 53, 71, 95, 128]  # x1.35 each
+    assert row_counts(256, 8) == [32, 43, 58, 78, 105, 141, 190, 256]
+    assert row_counts(3, 4) == [1, 3] and row_counts(4, 2) == [1, 4] and row_counts(5, 1) == [5]
     lengths = jnp.asarray(LENGTHS)  # 50 slots with each episode's last; 11 slots per row
     fits = rows_that_fit(lengths, [2, 4, 5, 8], slots=11)
     assert fits.tolist() == [False, False, True, True]  # 4 rows hold 44 slots; in 5, longest first: 11 at most

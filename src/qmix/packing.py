@@ -23,15 +23,15 @@ import jax.numpy as jnp
 
 from qmix.episodes import Episodes, PackedEpisodes
 
-SMALLEST_ROWS = 0.25  # the fewest rows offered, as a share of the batch's episodes
+SMALLEST_ROWS = 0.125  # the fewest rows offered, as a share of the batch's episodes
 
 
 def row_counts(batch_size: int, count: int) -> list[int]:
-    """The row counts a batch may be packed into: `count` of them, spaced geometrically from a quarter of
+    """The row counts a batch may be packed into: `count` of them, spaced geometrically from an eighth of
     the batch up to one row per episode, so a batch gets at most a constant factor more rows than it needs
-    (1.59 for 4 counts) wherever its need falls. Evenly spaced counts waste most where batches usually are:
-    SMAX's episodes fill about a quarter to a third of their time limit, so a batch of B needs about B/3
-    rows, and counts B/4, B/2, 3B/4, B gave it B/2."""
+    (1.35 for 8 counts) wherever its need falls. SMAX's episodes fill from a sixth (8m) to a third (3m) of
+    their time limit, so a batch of B needs B/6 to B/3 rows: evenly spaced counts (B/4, B/2, ...) gave 3m's
+    batches B/2, and a floor of B/4 gave 8m's B/4 (docs/benchmarks.md, "Packed replay batches")."""
     count = max(1, min(count, batch_size))
     if count == 1:
         return [batch_size]

@@ -19,10 +19,11 @@ import math
 from dataclasses import dataclass
 
 import jax
+import jax.numpy as jnp
 from jax.extend import core as jax_core
 
 MOVES_DATA = {"broadcast_in_dim", "reshape", "transpose", "squeeze", "expand_dims", "slice", "dynamic_slice",
-              "dynamic_update_slice", "concatenate", "gather", "scatter", "pad", "iota", "copy", "copy_p",
+              "dynamic_update_slice", "concatenate", "gather", "scatter", "pad", "iota", "copy",
               "convert_element_type", "select_n", "rev", "stop_gradient"}
 
 
@@ -88,8 +89,6 @@ def count_flops(fn, *args) -> FlopCount:
 
 def main() -> None:
     """The undercount, shown: a recurrence of 1, 10 and 100 steps, counted here and by XLA."""
-    import jax.numpy as jnp
-
     hidden, weights = jnp.ones((128, 64)), jnp.ones((64, 64))
     print("| scan steps | matmul FLOPs, counted here | XLA's cost analysis |")
     print("|---|---|---|")

@@ -210,6 +210,9 @@ def test_a_run_folder_is_done_resumable_fresh_or_in_the_way(tmp_path):
     other = build_config(preset="default", map="3m", env_steps=1000, lr=0.01)
     found = inspect_run(run, other)
     assert found.state is RunState.CONFLICT and "lr 0.001 (saved) vs 0.01" in found.detail
+    # a setting that changes speed only (a changed default, say) keeps the run: it goes on with its own value
+    faster = build_config(preset="default", map="3m", env_steps=1000, time_buckets=3)
+    assert inspect_run(run, faster).state is RunState.DONE
 
 
 def test_two_sweeps_sharing_a_storage_folder_keep_each_its_own_summary(tmp_path):

@@ -18,9 +18,11 @@ import yaml
 from qmix.errors import ConfigError
 
 
-def setting(default: Any, doc: str, choices: tuple | None = None) -> Any:
-    """A settings field with its one-line doc (and, for text settings, the allowed values)."""
-    return dataclasses.field(default=default, metadata={"doc": doc, "choices": choices})
+def setting(default: Any, doc: str, choices: tuple | None = None, speed_only: bool = False) -> Any:
+    """A settings field with its one-line doc (and, for text settings, the allowed values). `speed_only`: the
+    value changes how fast a run computes, not what it learns (the same loss of the same data), so a run
+    folder made with another value is still the same run (a sweep resumes or skips it with its own value)."""
+    return dataclasses.field(default=default, metadata={"doc": doc, "choices": choices, "speed_only": speed_only})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,11 @@ def fields(cls: type) -> dict[str, dataclasses.Field]:
 
 def doc(f: dataclasses.Field) -> str:
     return f.metadata.get("doc", "")
+
+
+def speed_only_names(*groups: Any) -> set[str]:
+    """The settings of these settings objects that change speed only (see `setting`)."""
+    return {f.name for group in groups for f in dataclasses.fields(group) if f.metadata.get("speed_only")}
 
 
 def check(condition: bool, message: str) -> None:

@@ -10,6 +10,7 @@ from qmix.config import Config, build_config
 from qmix.errors import ConfigError
 from qmix.files import read_jsonl
 from qmix.run_folder import LOCK_FILE, has_verified_final_parameters, marked_checkpoint_steps, seed_folders
+from qmix.settings import speed_only_names
 from qmix.sweep.keep import is_kept
 
 CHECKPOINTS = "checkpoints"
@@ -30,8 +31,11 @@ class Inspection:
 
 
 def _differences(saved: Config, wanted: Config) -> list[str]:
+    """The settings that make the saved run another run: not the budget, nor a setting that changes speed only
+    (the run goes on with its saved value, so a changed default does not orphan a sweep's runs)."""
     a, b = saved.to_dict(), wanted.to_dict()
-    return [f"{key} {a[key]!r} (saved) vs {b[key]!r}" for key in a if key != "env_steps" and a[key] != b[key]]
+    ignored = {"env_steps"} | speed_only_names(saved.algorithm, saved.environment)
+    return [f"{key} {a[key]!r} (saved) vs {b[key]!r}" for key in a if key not in ignored and a[key] != b[key]]
 
 
 def inspect_run(run_dir: Path, config: Config) -> Inspection:

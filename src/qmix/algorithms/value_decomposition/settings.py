@@ -62,7 +62,8 @@ class ValueDecompositionSettings:
     average_policy: bool = setting(False, "also keep a moving average of the agent network; tests play it too")
     policy_average_tau: float = setting(0.005, "the averaged network's weight on the newest parameters")
     time_buckets: int = setting(8, "compiled batch sizes: a batch's episodes are packed one after another "
-                                "into the fewest of this many row counts that hold them (1: a row each)")
+                                "into the fewest of this many row counts that hold them (1: a row each)",
+                                speed_only=True)
 
     # --- exploration ---
     epsilon_start: float = setting(1.0, "epsilon-greedy: the first exploration rate")

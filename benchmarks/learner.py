@@ -7,8 +7,9 @@ then batches are sampled from its replay as the loop samples them, and for each:
 - the share of unrolled (row x step) positions that are real steps, for the packed rows the learner uses
   (packing.py) and for the layout before packing (every episode its own row, the batch cut to the
   shortest of `time_buckets` evenly spaced lengths that held its longest episode);
-- the FLOPs of one learner update on it (XLA's cost analysis of the compiled update at that row count),
-  and the FLOP/s achieved (those FLOPs over the measured time of the update);
+- the FLOPs of one learner update on it (counted on its jaxpr, flop_count.py; the backward pass's
+  recomputation of anything rematerialised counts too), its time (ten updates in one compiled loop, as
+  training runs them), and the FLOP/s achieved;
 - the machine's FLOP/s on matrix products of the learner's own shapes (rows x agents by the agent network's
   width, float32), and on one large product, so the efficiency is a percentage of something measured here.
 """
@@ -27,6 +28,10 @@ from qmix.build import make_trainer
 from qmix.config import build_config, parse_overrides
 from qmix.learn.loop import seed_keys
 from qmix.packing import pack_episodes, row_counts, rows_that_fit
+
+# Updates timed inside one compiled loop, as training runs them: a call per update would also time the
+# allocation of its temporaries, which a loop reuses (on 3m that doubled the time of an update).
+UPDATES_PER_CALL = 10
 
 
 def seconds_per_call(fn, *args, repeats: int = 10) -> float:
@@ -65,7 +70,9 @@ def measure(name: str, preset: str, overrides: dict, warm_env_steps: int, count:
     state = jax.tree.map(lambda x: x[0], trainer.init_runs(seed_keys(0, 1)).alg)
     counts = row_counts(trainer.config.batch_size, algorithm.settings.time_buckets)
     update = jax.jit(algorithm._update)
-    rows_of, real, packed_share, padded_share, flops, xla_flops, achieved = [], [], [], [], {}, {}, []
+    updates = jax.jit(lambda state, batch: jax.lax.fori_loop(  # timed as the training loop runs them
+        0, UPDATES_PER_CALL, lambda _, state: algorithm._update(state, batch)[0], state))
+    rows_of, real, packed_share, padded_share, flops, xla_flops, seconds, alone = [], [], [], [], {}, {}, [], []
     for batch in replay_batches(trainer, warm_env_steps, count):
         lengths = batch.filled.sum(axis=1, dtype=jnp.int32)
         rows = counts[int(jnp.argmax(rows_that_fit(lengths, counts, T + 1)))]
@@ -81,7 +88,9 @@ def measure(name: str, preset: str, overrides: dict, warm_env_steps: int, count:
             if flops[rows].loops_unbounded:
                 print(f"note: {flops[rows].loops_unbounded} while loop(s) in the update, counted once each")
             xla_flops[rows] = update.lower(state, packed).compile().cost_analysis()["flops"]
-        achieved.append(flops[rows].matmul / seconds_per_call(update, state, packed))
+        seconds.append(seconds_per_call(updates, state, packed, repeats=3) / UPDATES_PER_CALL)
+        alone.append(seconds_per_call(update, state, packed))
+    achieved = [flops[rows].matmul / s for rows, s in zip(rows_of, seconds, strict=True)]
     width = algorithm.settings.agent_hidden_dim
     shaped = matmul_flops_per_second(int(np.mean(rows_of)) * algorithm.spec.n_agents, width, 3 * width)
     large = matmul_flops_per_second(2048, 2048, 2048)
@@ -91,7 +100,8 @@ def measure(name: str, preset: str, overrides: dict, warm_env_steps: int, count:
     print(f"| {name} | {np.mean(real):,.0f} | {np.mean(rows_of):.0f} of {trainer.config.batch_size} | "
           f"{np.mean(packed_share):.0%} | {np.mean(padded_share):.0%} | {mean_of(lambda r: flops[r].matmul):.2f} | "
           f"{mean_of(lambda r: flops[r].elementwise):.2f} | {mean_of(lambda r: xla_flops[r]):.2f} | "
-          f"{np.mean(achieved) / 1e9:.1f} | {shaped / 1e9:.1f} | {large / 1e9:.1f} | "
+          f"{np.mean(seconds) * 1e3:.1f} | {np.mean(alone) * 1e3:.1f} | {np.mean(achieved) / 1e9:.1f} | "
+          f"{shaped / 1e9:.1f} | {large / 1e9:.1f} | "
           f"{np.mean(achieved) / shaped:.0%} |", flush=True)
 
 
@@ -108,8 +118,8 @@ def main() -> None:
           f"device(s); {args.batches} replay batches per map after {args.warm_env_steps:,} env steps")
     print("| map | real steps per batch | rows (packed) | real share, packed | real share, "
           "before packing | matmul GFLOP per update | other G ops per update | XLA's GFLOP (loops once) | "
-          "matmul GFLOP/s achieved | GFLOP/s, matmul of its shapes | GFLOP/s, 2048^3 matmul | efficiency |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "ms per update, in a loop | ms per update, a call each | matmul GFLOP/s achieved | GFLOP/s, matmul of its shapes | GFLOP/s, 2048^3 matmul | efficiency |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.maps:
         measure(name, args.preset, parse_overrides(args.overrides), args.warm_env_steps, args.batches)
 

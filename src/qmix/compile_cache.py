@@ -4,6 +4,11 @@ Compiling the training program is most of a short run's time; with the cache, a 
 program (same settings' shapes, same JAX, same machine) loads the compiled code from disk instead. The
 cache changes no result: a cached program is the very executable the first run compiled.
 
+XLA compiles a CPU program for the CPUs the process may use (its threads split some reductions, and so
+their rounding), which JAX's cache key does not hold: a program compiled under `taskset -c 1` and loaded by
+a process with two CPUs rounds unlike one that process compiles itself, enough to break a bit-exact
+resume. So the cache keeps one subfolder per number of usable CPUs (`cpus-2`).
+
 QMIX_COMPILE_CACHE moves the cache to another folder, or turns it off (`off`). The default folder is
 $XDG_CACHE_HOME/qmix/jax, else ~/.cache/qmix/jax. A folder that cannot be written costs one warning line,
 never the run.
@@ -27,9 +32,17 @@ def cache_folder(environ: dict[str, str] | None = None) -> Path | None:
     if chosen.lower() in OFF:
         return None
     if chosen:
-        return Path(chosen).expanduser()
-    base = environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache"
-    return Path(base) / "qmix" / "jax"
+        root = Path(chosen).expanduser()
+    else:
+        root = Path(environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache") / "qmix" / "jax"
+    return root / f"cpus-{usable_cpus()}"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _writable(folder: Path) -> str | None:

@@ -8,7 +8,8 @@ forward and backward) they undercount by about the unroll's length. Here:
 - a matrix product (`dot_general`) costs 2 x (the left operand's elements) x (the right operand's free
   elements), the multiply-adds a matmul peak is measured in;
 - every other computing primitive costs one operation per element of its largest operand or result
-  (a reduction reads every input once; "element-wise", a rough figure kept apart); moving data (reshapes, slices, gathers, broadcasts, ...) costs nothing;
+  (a reduction reads every input once; "element-wise", a rough figure kept apart); moving data
+  (reshapes, slices, gathers, broadcasts, ...) costs nothing;
 - a `scan` body counts `length` times; of a `cond`'s branches, the costliest; a `while` body once
   (its trip count is unknown until it runs, so `loops_unbounded` says how many there were).
 """

@@ -7,9 +7,9 @@ then batches are sampled from its replay as the loop samples them, and for each:
 - the share of unrolled (row x step) positions that are real steps, for the packed rows the learner uses
   (packing.py) and for the layout before packing (every episode its own row, the batch cut to the
   shortest of `time_buckets` evenly spaced lengths that held its longest episode);
-- the FLOPs of one learner update on it (counted on its jaxpr, flop_count.py; the backward pass's
-  recomputation of anything rematerialised counts too), its time (ten updates in one compiled loop, as
-  training runs them), and the FLOP/s achieved;
+- the FLOPs of one learner update on it (counted on its jaxpr, flop_count.py), its time (ten updates in
+  one compiled loop, as training runs them; and one call per update, for comparison), and the FLOP/s
+  achieved;
 - the machine's FLOP/s on matrix products of the learner's own shapes (rows x agents by the agent network's
   width, float32), and on one large product, so the efficiency is a percentage of something measured here.
 """
@@ -118,7 +118,8 @@ def main() -> None:
           f"device(s); {args.batches} replay batches per map after {args.warm_env_steps:,} env steps")
     print("| map | real steps per batch | rows (packed) | real share, packed | real share, "
           "before packing | matmul GFLOP per update | other G ops per update | XLA's GFLOP (loops once) | "
-          "ms per update, in a loop | ms per update, a call each | matmul GFLOP/s achieved | GFLOP/s, matmul of its shapes | GFLOP/s, 2048^3 matmul | efficiency |")
+          "ms per update, in a loop | ms per update, a call each | matmul GFLOP/s achieved | "
+          "GFLOP/s, matmul of its shapes | GFLOP/s, 2048^3 matmul | efficiency |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.maps:
         measure(name, args.preset, parse_overrides(args.overrides), args.warm_env_steps, args.batches)

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from qmix.results.metrics import read_metrics
+from qmix.run_folder import metrics_logs
 
 
 def first_reaching(records: list[dict], level: float) -> dict | None:
@@ -26,7 +27,7 @@ def main() -> None:
     print(f"| run | {header} |")
     print("|---" * (1 + 2 * len(args.levels)) + "|")
     for folder in args.runs:
-        for metrics in sorted(folder.rglob("metrics.jsonl")):
+        for metrics in metrics_logs(folder):
             records = read_metrics(metrics)
             cells = []
             for level in args.levels:

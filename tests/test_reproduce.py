@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from qmix.files import read_jsonl
 from qmix.paper import PAPER_MAPS
 from qmix.reproduce import SCALES, ordered, pair_tasks, plan
 from qmix.results.report import evaluate_claims
@@ -147,7 +148,8 @@ def test_a_kept_run_comes_back_to_an_empty_storage_as_done_and_its_other_seeds_t
     _keep_finished(scale, [("3m", "qmix")], storage, keep)
 
     kept = keep / "runs" / "3m-qmix" / "seed_0"
-    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "kept.json", "metrics.jsonl"]
+    assert sorted(p.name for p in kept.iterdir()) == ["config.yaml", "kept.json", "metrics.jsonl.gz"]
+    assert read_jsonl(kept / "metrics.jsonl").records == [{"env_steps": base.env_steps, "test_win_rate": 0.5}]
     manifest = json.loads((storage / "runs" / "3m-qmix" / "seed_0" / "parameters.json").read_text())
     assert json.loads((kept / "kept.json").read_text())["parameters"] == manifest["files"]
     assert (keep / "report.md").is_file()
@@ -171,8 +173,8 @@ def test_an_evaluation_made_after_a_run_was_kept_reaches_the_kept_copy_on_the_ne
     from qmix.reproduce import _keep_finished, pair_config
 
     scale, storage, keep = SCALES["smoke"], tmp_path / "storage", tmp_path / "kept"
-    run = storage / "runs" / "3m-qmix" / "seed_0"
-    _finished_run(run, replace(pair_config(scale, "3m", "qmix"), num_seeds=1))
+    run, config = storage / "runs" / "3m-qmix" / "seed_0", replace(pair_config(scale, "3m", "qmix"), num_seeds=1)
+    _finished_run(run, config)
     _keep_finished(scale, [("3m", "qmix")], storage, keep)
     kept = keep / "runs" / "3m-qmix" / "seed_0"
     marker = (kept / "kept.json").read_text()
@@ -182,7 +184,8 @@ def test_an_evaluation_made_after_a_run_was_kept_reaches_the_kept_copy_on_the_ne
     (run / "metrics.jsonl").write_text("changed after keeping\n")  # not a file written after the run ends
     _keep_finished(scale, [("3m", "qmix")], storage, keep)
     assert (kept / "evaluation.json").read_text() == '{"win_rate": 0.75}\n'
-    assert (kept / "kept.json").read_text() == marker and "changed" not in (kept / "metrics.jsonl").read_text()
+    assert (kept / "kept.json").read_text() == marker
+    assert read_jsonl(kept / "metrics.jsonl").lines == [json.dumps({"env_steps": config.env_steps, "test_win_rate": 0.5})]
 
 
 def test_a_finished_run_without_its_evaluation_goes_to_a_worker_and_a_kept_copy_does_not(tmp_path):
@@ -259,3 +262,25 @@ def test_a_kept_metrics_line_holds_the_counters_and_the_test_metrics_to_float32_
     assert json.loads(thin_metrics(json.dumps(line) + "\n")) == {
         "env_steps": 1000, "episodes": 40, "wall_seconds": 12.345678912,
         "test_return": 2.899398, "test_win_rate": 0.0, "test_length": 44.4375}
+
+
+def test_a_kept_log_is_compressed_the_same_bytes_each_time_and_read_by_the_results_like_a_plain_one(tmp_path):
+    from qmix.config import replace
+    from qmix.reproduce import _keep_finished, pair_config
+    from qmix.results.runs import load_runs
+
+    scale, storage, keep = SCALES["smoke"], tmp_path / "storage", tmp_path / "kept"
+    _finished_run(storage / "runs" / "3m-qmix" / "seed_0", replace(pair_config(scale, "3m", "qmix"), num_seeds=1))
+    kept = keep / "runs" / "3m-qmix" / "seed_0"
+    kept.mkdir(parents=True)
+    (kept / "metrics.jsonl").write_text('{"env_steps": 1, "test_win_rate": 0.1}\n')  # kept plain by an older version
+    _keep_finished(scale, [("3m", "qmix")], storage, keep)
+    assert not (kept / "metrics.jsonl").exists()  # one copy of the log, the compressed one
+    first = (kept / "metrics.jsonl.gz").read_bytes()
+    (kept / "kept.json").unlink()  # kept again from scratch
+    _keep_finished(scale, [("3m", "qmix")], storage, keep)
+    assert (kept / "metrics.jsonl.gz").read_bytes() == first  # no time stamp in the gzip header
+
+    from_kept, from_storage = load_runs([keep]), load_runs([storage])
+    assert [r.tests["test_win_rate"].tolist() for r in from_kept] == [[0.5]]
+    assert [r.tests["test_win_rate"].tolist() for r in from_kept] == [r.tests["test_win_rate"].tolist() for r in from_storage]

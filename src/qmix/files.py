@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import json
 import os
 import tempfile
@@ -62,7 +63,25 @@ def parse_jsonl(text: str) -> JsonLines:
     return parsed
 
 
+COMPRESSED_SUFFIX = ".gz"  # a kept copy of a log, gzip-compressed (a fifth of the text's size)
+
+
+def compressed(path: Path) -> Path:
+    """Where the compressed copy of the log at `path` lies (metrics.jsonl -> metrics.jsonl.gz)."""
+    return path.with_name(path.name + COMPRESSED_SUFFIX)
+
+
+def write_compressed(path: Path, text: str) -> None:
+    """`text` gzip-compressed to compressed(path), the same bytes for the same text (no time in the header)."""
+    write_atomic(compressed(path), gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
+
+
 def read_jsonl(path: Path) -> JsonLines:
-    """The one reader of the run folder's logs (metrics.jsonl); a missing file reads as empty."""
+    """The one reader of the run folder's logs (metrics.jsonl, or where only that lies, its compressed kept
+    copy); a missing file reads as empty."""
     path = Path(path)
-    return parse_jsonl(path.read_text(encoding="utf-8", errors="replace")) if path.is_file() else JsonLines()
+    if path.is_file():
+        return parse_jsonl(path.read_text(encoding="utf-8", errors="replace"))
+    if compressed(path).is_file():
+        return parse_jsonl(gzip.decompress(compressed(path).read_bytes()).decode("utf-8", errors="replace"))
+    return JsonLines()

@@ -8,7 +8,8 @@ RUN_DIR/
   checkpoints/<env step>/     whole-state checkpoints for --resume
   seed_<s>/                   with num_seeds > 1: each run's config.yaml, metrics, tensorboard, parameters
   evaluation*.json            written by `qmix evaluate`
-  kept.json                   only in a kept copy (`qmix reproduce --keep`): what was left out
+  kept.json                   only in a kept copy (`qmix reproduce --keep`): what was left out; such a copy
+                              holds metrics.jsonl.gz, its test lines compressed, in place of metrics.jsonl
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from qmix.errors import ConfigError
-from qmix.files import read_jsonl, write_atomic
+from qmix.files import COMPRESSED_SUFFIX, read_jsonl, write_atomic
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -42,7 +43,7 @@ SEED_FOLDER = re.compile(r"seed_(\d+)")  # a seed's folder of a --seeds K run
 LOCK_FILE = ".qmix.lock"  # held (flock) by the one process training the run
 INT32_MAX = 2**31 - 1
 # What `qmix train` and `qmix evaluate` write: all of it goes when a run is started again with --force.
-WRITTEN = (CONFIG_FILE, METRICS_FILE, TENSORBOARD_FOLDER, CHECKPOINT_FOLDER, PARAMETER_MANIFEST, "*.msgpack",
+WRITTEN = (CONFIG_FILE, METRICS_FILE, METRICS_FILE + COMPRESSED_SUFFIX, TENSORBOARD_FOLDER, CHECKPOINT_FOLDER, PARAMETER_MANIFEST, "*.msgpack",
            "evaluation*.json", "learning_curve.*", "episode_seed*.gif", "seed_*")
 
 
@@ -62,6 +63,17 @@ def seed_folders(run_dir: Path, config) -> list[Path]:
     if config.num_seeds == 1:
         return [Path(run_dir)]
     return [Path(run_dir) / f"seed_{config.seed + k}" for k in range(config.num_seeds)]
+
+
+def metrics_logs(path: Path) -> list[Path]:
+    """The metrics logs at or under `path`, each named as metrics.jsonl (read_jsonl reads a kept copy's
+    compressed one under that name), sorted."""
+    names = (METRICS_FILE, METRICS_FILE + COMPRESSED_SUFFIX)
+    if path.is_file():
+        found = [path] if path.name in names else []
+    else:
+        found = [log for name in names for log in path.rglob(name)]
+    return sorted({log.with_name(METRICS_FILE) for log in found})
 
 
 def seed_of_folder(folder: Path) -> int | None:

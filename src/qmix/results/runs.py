@@ -19,7 +19,7 @@ import yaml
 
 from qmix.files import read_jsonl
 from qmix.paper import PAPER_MAPS
-from qmix.run_folder import CONFIG_FILE, METRICS_FILE, seed_of_folder
+from qmix.run_folder import CONFIG_FILE, METRICS_FILE, metrics_logs, seed_of_folder
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _load_runs_under(path: Path) -> list[Run]:
         raise ValueError(
             f"No runs at {path}: the path does not exist; pass a run folder or a folder of runs."
         )
-    metrics_files = _find_metrics_files(path)
+    metrics_files = metrics_logs(path)
     runs = [run for run in map(_load_run, metrics_files) if run is not None]
     if not runs:
         if metrics_files:
@@ -127,12 +127,6 @@ def _load_runs_under(path: Path) -> list[Run]:
             f"No runs in {path}: {why}; pass a run folder written by `qmix train` (or a folder of them)."
         )
     return runs
-
-
-def _find_metrics_files(path: Path) -> list[Path]:
-    if path.is_file():
-        return [path] if path.name == METRICS_FILE else []
-    return sorted(path.rglob(METRICS_FILE))
 
 
 def _load_run(metrics_file: Path) -> Run | None:

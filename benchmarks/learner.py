@@ -114,15 +114,19 @@ def main() -> None:
                         help="env steps trained before sampling (early episodes are longer)")
     parser.add_argument("overrides", nargs="*", help="key=value settings, as on `qmix train`")
     args = parser.parse_args()
-    print(f"preset {args.preset} {' '.join(args.overrides)}; {jax.device_count()} {jax.default_backend()} "
-          f"device(s); {args.batches} replay batches per map after {args.warm_env_steps:,} env steps")
+    print_header(args.preset, args.overrides, args.batches, args.warm_env_steps)
+    for name in args.maps:
+        measure(name, args.preset, parse_overrides(args.overrides), args.warm_env_steps, args.batches)
+
+
+def print_header(preset: str, overrides: list[str], batches: int, warm_env_steps: int) -> None:
+    print(f"preset {preset} {' '.join(overrides)}; {jax.device_count()} {jax.default_backend()} "
+          f"device(s); {batches} replay batches per map after {warm_env_steps:,} env steps")
     print("| map | real steps per batch | rows (packed) | real share, packed | real share, "
           "before packing | matmul GFLOP per update | other G ops per update | XLA's GFLOP (loops once) | "
           "ms per update, in a loop | ms per update, a call each | matmul GFLOP/s achieved | "
           "GFLOP/s, matmul of its shapes | GFLOP/s, 2048^3 matmul | efficiency |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name in args.maps:
-        measure(name, args.preset, parse_overrides(args.overrides), args.warm_env_steps, args.batches)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Training throughput against the environment-only ceiling, on the same vmapped environments.
 
-    python benchmarks/speed.py [--maps 3m 8m 3s5z] [--preset pymarl] [--env-steps 20000] [--against REF | --algs A B ... | --env-only]
+    python benchmarks/speed.py [--maps 3m 8m 3s5z] [--preset pymarl] [--env-steps 20000] [--learner]
+                               [--against REF | --algs A B ... | --env-only]
 
 For each map: env steps per second of the compiled training loop (collection + replay + learner updates at
 the preset's ratio, after compilation and once the replay can be sampled), the environment alone with random
@@ -12,6 +13,10 @@ one after the other, so the ratios hold even on a busy machine better than the a
 map by map in turns (old, new), and prints both training rates and their ratio.
 
 `--env-only` measures only the environments (any registered map), at the preset's num_envs and at 256.
+
+`--learner` adds, per map, the replay learner's FLOPs per update, the FLOP/s it achieves against this
+machine's matmul rate on the same shapes (its efficiency) and the share of unrolled steps that are real, not
+padding: `benchmarks/learner.py`'s table, on 10 batches after 20,000 env steps.
 
 `--algs qmix cw_qmix ...` measures algorithms side by side instead, map by map with the same preset: the
 training rate, and the cost of one learner update alone (on a batch of the preset's batch_size episodes, or
@@ -161,6 +166,8 @@ def main() -> None:
     parser.add_argument("--algs", nargs="+", help="measure these algorithms side by side (the first is the baseline)")
     parser.add_argument("--env-only", action="store_true", help="only the environments: random available actions "
                         "through the same rollout code, at the preset's num_envs and at 256")
+    parser.add_argument("--learner", action="store_true", help="also the learner's FLOPs, efficiency and real-step "
+                        "share per map (benchmarks/learner.py)")
     args = parser.parse_args()
     if args.env_only:
         environments_only(args.maps, args.preset)
@@ -182,6 +189,12 @@ def main() -> None:
         wide = environment_rate(trainer, 256, rounds=4)
         print(f"| {name} | {n_envs} | {train:,.0f} | {ceiling:,.0f} | {train / ceiling:.2f} | {wide:,.0f} |",
               flush=True)
+    if args.learner:
+        import learner  # benchmarks/learner.py, beside this script
+
+        learner.print_header(args.preset, [], batches=10, warm_env_steps=20_000)
+        for name in args.maps:
+            learner.measure(name, args.preset, {}, warm_env_steps=20_000, count=10)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""qmix: QMIX and its baselines for cooperative multi-agent reinforcement learning, in JAX."""
+"""qmix: QMIX, its family and baselines for cooperative multi-agent reinforcement learning, in JAX."""
 
 __version__ = "0.1.0"
 

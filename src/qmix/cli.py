@@ -20,7 +20,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="QMIX and its baselines for cooperative multi-agent RL: train, evaluate, reproduce the paper.",
+    help="QMIX, its family and baselines for cooperative multi-agent RL on SMAX, MPE, LBF and RWARE: train, evaluate, "
+    "render, plot, sweep, reproduce the paper.",
 )
 
 DEFAULT_PRESET = "default"
@@ -38,7 +39,7 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="settings as key=value, e.g. lr=0.001")] = None,
-    map: Annotated[str | None, typer.Option("--map", help="map name, e.g. 3m, 8m, 2s3z")] = None,
+    map: Annotated[str | None, typer.Option("--map", help="task name (`qmix maps` lists them), e.g. 3m, simple_spread, lbf-8x8-2p-2f-coop")] = None,
     alg: Annotated[str | None, typer.Option("--alg", help="the algorithm (`qmix algs` lists them)")] = None,
     preset: Annotated[
         str | None, typer.Option(help="hyperparameter preset: default, pymarl, tuned, paper [default: default]")
@@ -56,7 +57,8 @@ def train(
                      "(its saved settings; --env-steps may raise the budget)"),
     ] = None,
 ) -> None:
-    """Train QMIX (or a baseline) on a StarCraft micromanagement map; with no arguments, QMIX on 3m."""
+    """Train an algorithm (`qmix algs`) on a task (`qmix maps`: SMAX, MPE, LBF, RWARE, the matrix games); with no
+    arguments, QMIX on SMAX's 3m."""
     from qmix.config import build_config, parse_overrides
 
     if resume is not None:

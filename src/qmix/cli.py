@@ -57,8 +57,7 @@ def train(
                      "(its saved settings; --env-steps may raise the budget)"),
     ] = None,
 ) -> None:
-    """Train an algorithm (`qmix algs`) on a task (`qmix maps`: SMAX, MPE, LBF, RWARE, the matrix games); with no
-    arguments, QMIX on SMAX's 3m."""
+    """Train an algorithm (`qmix algs`) on a task (`qmix maps`); with no arguments, QMIX on SMAX's 3m."""
     from qmix.config import build_config, parse_overrides
 
     if resume is not None:

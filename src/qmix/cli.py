@@ -39,7 +39,7 @@ def fail(message: str, code: int = 2) -> None:
 @app.command()
 def train(
     overrides: Annotated[list[str] | None, typer.Argument(help="settings as key=value, e.g. lr=0.001")] = None,
-    map: Annotated[str | None, typer.Option("--map", help="task name (`qmix maps` lists them), e.g. 3m, simple_spread, lbf-8x8-2p-2f-coop")] = None,
+    map: Annotated[str | None, typer.Option("--map", help="task (`qmix maps`), e.g. 3m, simple_spread")] = None,
     alg: Annotated[str | None, typer.Option("--alg", help="the algorithm (`qmix algs` lists them)")] = None,
     preset: Annotated[
         str | None, typer.Option(help="hyperparameter preset: default, pymarl, tuned, paper [default: default]")

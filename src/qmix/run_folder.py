@@ -43,8 +43,8 @@ SEED_FOLDER = re.compile(r"seed_(\d+)")  # a seed's folder of a --seeds K run
 LOCK_FILE = ".qmix.lock"  # held (flock) by the one process training the run
 INT32_MAX = 2**31 - 1
 # What `qmix train` and `qmix evaluate` write: all of it goes when a run is started again with --force.
-WRITTEN = (CONFIG_FILE, METRICS_FILE, METRICS_FILE + COMPRESSED_SUFFIX, TENSORBOARD_FOLDER, CHECKPOINT_FOLDER, PARAMETER_MANIFEST, "*.msgpack",
-           "evaluation*.json", "learning_curve.*", "episode_seed*.gif", "seed_*")
+WRITTEN = (CONFIG_FILE, METRICS_FILE, METRICS_FILE + COMPRESSED_SUFFIX, TENSORBOARD_FOLDER, CHECKPOINT_FOLDER,
+           PARAMETER_MANIFEST, "*.msgpack", "evaluation*.json", "learning_curve.*", "episode_seed*.gif", "seed_*")
 
 
 def parameter_file(name: str) -> str:

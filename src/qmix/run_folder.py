@@ -32,6 +32,7 @@ from qmix.files import COMPRESSED_SUFFIX, read_jsonl, write_atomic
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
+KEPT_METRICS_FILE = METRICS_FILE + COMPRESSED_SUFFIX  # a kept copy's log (qmix.files.read_jsonl reads it)
 TENSORBOARD_FOLDER = "tensorboard"
 CHECKPOINT_FOLDER = "checkpoints"
 CHECKPOINT_MARKER = "qmix_complete.json"  # written last into a checkpoint step: a step without it was never finished
@@ -43,7 +44,7 @@ SEED_FOLDER = re.compile(r"seed_(\d+)")  # a seed's folder of a --seeds K run
 LOCK_FILE = ".qmix.lock"  # held (flock) by the one process training the run
 INT32_MAX = 2**31 - 1
 # What `qmix train` and `qmix evaluate` write: all of it goes when a run is started again with --force.
-WRITTEN = (CONFIG_FILE, METRICS_FILE, METRICS_FILE + COMPRESSED_SUFFIX, TENSORBOARD_FOLDER, CHECKPOINT_FOLDER,
+WRITTEN = (CONFIG_FILE, METRICS_FILE, KEPT_METRICS_FILE, TENSORBOARD_FOLDER, CHECKPOINT_FOLDER,
            PARAMETER_MANIFEST, "*.msgpack", "evaluation*.json", "learning_curve.*", "episode_seed*.gif", "seed_*")
 
 
@@ -68,7 +69,7 @@ def seed_folders(run_dir: Path, config) -> list[Path]:
 def metrics_logs(path: Path) -> list[Path]:
     """The metrics logs at or under `path`, each named as metrics.jsonl (read_jsonl reads a kept copy's
     compressed one under that name), sorted."""
-    names = (METRICS_FILE, METRICS_FILE + COMPRESSED_SUFFIX)
+    names = (METRICS_FILE, KEPT_METRICS_FILE)
     if path.is_file():
         found = [path] if path.name in names else []
     else:
